@@ -1,0 +1,3 @@
+//! Layer 2: poll descriptors.
+
+pub(crate) mod slot;

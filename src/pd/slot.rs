@@ -1,0 +1,1 @@
+//! The read/write wait slot of a poll descriptor (to be written).

@@ -1,0 +1,5 @@
+//! Layer 3: the scheduler.
+
+pub(crate) mod blocking;
+pub(crate) mod queue;
+pub(crate) mod task;

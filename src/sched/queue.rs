@@ -1,0 +1,1 @@
+//! The local run queue (to be written).

@@ -1,0 +1,1 @@
+//! Layer 1: the OS poller (to be written).

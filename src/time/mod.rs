@@ -1,0 +1,3 @@
+//! Layer 4: timers.
+
+pub(crate) mod wheel;

@@ -1,0 +1,1 @@
+//! The timer wheel (to be written).
