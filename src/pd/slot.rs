@@ -66,11 +66,11 @@
 //!
 //! * Cell hand-off waiter → notifier: the waiter writes the waker, then its `WAIT -> PARKED`
 //!   CAS releases; the notifier's `PARKED -> NOTIFYING` CAS acquires it before reading the cell.
-//! * Cell hand-off notifier → waiter: the notifier empties the cell, then its settling swap
-//!   or CAS (to `READY`/`NIL`) releases; the waiter's next load or CAS of the state acquires it (directly,
-//!   or through later read-modify-writes, which continue the release sequence) before it writes
-//!   the cell again. A waiter that re-polls while the notifier still holds `NOTIFYING*` spins
-//!   until the settling write.
+//! * Cell hand-off notifier → waiter: the notifier empties the cell, then its settling swap or
+//!   CAS (to `READY`/`NIL`) releases; the waiter's next load or CAS of the state acquires it
+//!   (directly, or through later read-modify-writes, which continue the release sequence) before
+//!   it writes the cell again. A waiter that re-polls while the notifier still holds
+//!   `NOTIFYING*` spins until the settling write.
 //! * Waiter re-poll / cancel: `PARKED -> WAIT` is a CAS by the thread that wrote `PARKED`; it
 //!   fails if a notifier got there first, so at most one side ever takes the waker.
 //! * **The Dekker pair (Go spec §1.5), store → load on both sides.** Waiter: its CAS into `WAIT`
@@ -129,13 +129,15 @@ const WAIT: usize = 2;
 /// whoever CASes it to anything else takes the waker.
 const PARKED: usize = 3;
 /// A notifier won the CAS from `PARKED` and is taking the waker out. Left only by that notifier's
-/// settling write; others may add the readiness mark (`NOTIFYING_READY`) and nothing else.
+/// settling write; others may only add the readiness mark (`NOTIFYING_READY`), or CAS it to
+/// itself (`unblock`), and the waiter and `cancel_wait` spin until it settles.
 const NOTIFYING: usize = 4;
-/// `NOTIFYING` plus "a `notify_ready` arrived meanwhile": the owner settles to `READY`.
+/// `NOTIFYING` plus "a `notify_ready` arrived meanwhile": the owner settles to `READY`. Same
+/// ownership rules as `NOTIFYING`.
 const NOTIFYING_READY: usize = 5;
 
 /// Rounds of exponential spinning before [`backoff`] starts yielding the thread. A guess, not
-/// tuned: the `NOTIFYING` window it waits out is a 16-byte move and one store, so 2^6 − 1 spin
+/// tuned: the `NOTIFYING` window it waits out is a 16-byte move and one swap, so 2^6 − 1 spin
 /// hints in total cover it unless the notifier was preempted, which yielding then handles.
 #[cfg(not(loom))]
 const SPIN_ROUNDS: u32 = 6;
@@ -192,6 +194,10 @@ impl Slot {
     /// `check_err` reported `e`, and `Pending` once `cx`'s waker is committed; the caller is then
     /// woken through the waker that `notify_ready` or `unblock` returns. A pending `READY` at
     /// entry loses to an error (and stays pending), as Go's `pollWait` checks errors first.
+    ///
+    /// One waiter per slot at a time is the caller's invariant (the fd lock, Go's `fdMutex`).
+    /// A second waiter that arrives while the first is in `WAIT` panics; one that arrives while
+    /// the first is `PARKED` cannot be told from a re-poll and would take over the registration.
     ///
     /// # Panics
     /// If another wait is in progress on this slot ("double wait", Go's `throw`).
