@@ -137,7 +137,10 @@ std::thread_local! {
 
 impl BlockingPool {
     pub(crate) fn new(config: BlockingConfig) -> BlockingPool {
-        assert!(config.max_threads > 0, "runtime: the blocking pool needs at least one thread");
+        assert!(
+            config.max_threads > 0,
+            "runtime: the blocking pool needs at least one thread"
+        );
         BlockingPool {
             inner: Arc::new(Inner {
                 shared: Mutex::new(Shared {
@@ -172,7 +175,8 @@ impl BlockingPool {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (notified, handle) = task::unowned(BlockingTask { func: Some(f) }, BlockingSchedule, Id::next());
+        let (notified, handle) =
+            task::unowned(BlockingTask { func: Some(f) }, BlockingSchedule, Id::next());
         self.submit(notified);
         handle
     }
@@ -399,7 +403,294 @@ impl<F: FnOnce() -> R, R> Future for BlockingTask<F> {
     type Output = R;
 
     fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<R> {
-        let func = self.func.take().expect("runtime: blocking task polled after it ran");
+        let func = self
+            .func
+            .take()
+            .expect("runtime: blocking task polled after it ran");
         Poll::Ready(func())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::{mpsc, Arc, Barrier, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use super::{BlockingConfig, BlockingPool};
+
+    /// Parks the thread between polls.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        struct Unparker(std::thread::Thread);
+        impl Wake for Unparker {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unparker(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut f = pin!(f);
+        loop {
+            if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    }
+
+    /// Waits until `cond` holds; fails after a generous 10 s (a hang, not a speed check).
+    fn eventually(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn pool(max_threads: usize, keep_alive: Duration) -> BlockingPool {
+        BlockingPool::new(BlockingConfig {
+            max_threads,
+            keep_alive,
+            thread_name: "test-blocking".to_owned(),
+            ..BlockingConfig::default()
+        })
+    }
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    /// Counts its drops.
+    struct Tracked(Arc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    #[test]
+    fn closure_runs_on_a_named_pool_thread() {
+        let pool = pool(4, LONG);
+        let (name, id) = block_on(pool.spawn_blocking(|| {
+            let t = std::thread::current();
+            (t.name().map(str::to_owned), t.id())
+        }))
+        .unwrap();
+        assert_eq!(name.as_deref(), Some("test-blocking"));
+        assert_ne!(id, std::thread::current().id());
+        pool.shutdown(None);
+    }
+
+    #[test]
+    fn pool_grows_to_n_threads_for_n_concurrent_jobs() {
+        const N: usize = 4;
+        let pool = pool(16, LONG);
+        let barrier = Arc::new(Barrier::new(N + 1));
+        let handles: Vec<_> = (0..N)
+            .map(|i| {
+                let b = barrier.clone();
+                pool.spawn_blocking(move || {
+                    b.wait();
+                    i
+                })
+            })
+            .collect();
+        barrier.wait(); // every job is running at once
+        assert_eq!(pool.thread_count(), N);
+        let outs: Vec<usize> = handles.into_iter().map(|h| block_on(h).unwrap()).collect();
+        assert_eq!(outs, (0..N).collect::<Vec<_>>());
+        eventually("all threads are idle", || pool.idle_count() == N);
+        pool.shutdown(None);
+        assert_eq!(pool.thread_count(), 0);
+    }
+
+    #[test]
+    fn idle_thread_is_reused_for_the_next_job() {
+        let pool = pool(16, LONG);
+        let first = block_on(pool.spawn_blocking(|| std::thread::current().id())).unwrap();
+        eventually("the thread is idle", || pool.idle_count() == 1);
+        let second = block_on(pool.spawn_blocking(|| std::thread::current().id())).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(pool.thread_count(), 1);
+        pool.shutdown(None);
+    }
+
+    #[test]
+    fn jobs_beyond_max_threads_queue_in_fifo_order() {
+        let pool = pool(1, LONG);
+        let (release, gate) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let first = pool.spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            gate.recv().unwrap()
+        });
+        started.recv().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let rest: Vec<_> = (1..5)
+            .map(|i| {
+                let o = order.clone();
+                pool.spawn_blocking(move || o.lock().unwrap().push(i))
+            })
+            .collect();
+        assert_eq!(pool.thread_count(), 1);
+        assert_eq!(pool.queue_depth(), 4);
+        release.send(()).unwrap();
+        block_on(first).unwrap();
+        for h in rest {
+            block_on(h).unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3, 4]);
+        assert_eq!(pool.queue_depth(), 0);
+        pool.shutdown(None);
+    }
+
+    #[test]
+    fn idle_threads_retire_after_keep_alive_and_new_ones_start_on_demand() {
+        let stops = Arc::new(AtomicUsize::new(0));
+        let s = stops.clone();
+        let pool = BlockingPool::new(BlockingConfig {
+            max_threads: 4,
+            keep_alive: Duration::from_millis(30),
+            on_thread_stop: Some(Arc::new(move || {
+                s.fetch_add(1, SeqCst);
+            })),
+            ..BlockingConfig::default()
+        });
+        block_on(pool.spawn_blocking(|| ())).unwrap();
+        eventually("the idle thread retires", || pool.thread_count() == 0);
+        eventually("its stop hook ran", || stops.load(SeqCst) == 1);
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(block_on(pool.spawn_blocking(|| 3)).unwrap(), 3);
+        pool.shutdown(None);
+        assert_eq!(stops.load(SeqCst), 2);
+        assert_eq!(pool.thread_count(), 0);
+    }
+
+    #[test]
+    fn shutdown_cancels_queued_jobs_waits_for_running_ones_and_joins_threads() {
+        let (starts, stops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (s1, s2) = (starts.clone(), stops.clone());
+        let pool = BlockingPool::new(BlockingConfig {
+            max_threads: 1,
+            keep_alive: LONG,
+            on_thread_start: Some(Arc::new(move || {
+                s1.fetch_add(1, SeqCst);
+            })),
+            on_thread_stop: Some(Arc::new(move || {
+                s2.fetch_add(1, SeqCst);
+            })),
+            ..BlockingConfig::default()
+        });
+        let (started_tx, started) = mpsc::channel::<()>();
+        let (release, gate) = mpsc::channel::<()>();
+        let running = pool.spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            gate.recv().unwrap();
+            "finished"
+        });
+        let queued_drops = Arc::new(AtomicUsize::new(0));
+        let queued: Vec<_> = (0..3)
+            .map(|_| {
+                let t = Tracked(queued_drops.clone());
+                pool.spawn_blocking(move || drop(t))
+            })
+            .collect();
+        started.recv().unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            release.send(()).unwrap();
+        });
+        pool.shutdown(None);
+        releaser.join().unwrap();
+        assert_eq!(pool.thread_count(), 0);
+        assert_eq!(starts.load(SeqCst), 1);
+        assert_eq!(
+            stops.load(SeqCst),
+            1,
+            "the thread was joined: its stop hook has run"
+        );
+        assert_eq!(
+            queued_drops.load(SeqCst),
+            3,
+            "queued closures dropped without running"
+        );
+        assert_eq!(block_on(running).unwrap(), "finished");
+        for h in queued {
+            assert!(block_on(h).unwrap_err().is_cancelled());
+        }
+        let late = pool.spawn_blocking(|| 1);
+        assert!(
+            block_on(late).unwrap_err().is_cancelled(),
+            "spawns after shutdown are cancelled"
+        );
+        pool.shutdown(None); // idempotent
+    }
+
+    #[test]
+    fn shutdown_with_timeout_leaves_a_long_job_running() {
+        let pool = pool(2, LONG);
+        let (release, gate) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel::<()>();
+        let job = pool.spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            gate.recv().unwrap();
+            7
+        });
+        started.recv().unwrap();
+        pool.shutdown(Some(Duration::from_millis(20)));
+        assert_eq!(pool.thread_count(), 1, "the running job is not interrupted");
+        release.send(()).unwrap();
+        assert_eq!(block_on(job).unwrap(), 7);
+        pool.shutdown(None);
+        assert_eq!(pool.thread_count(), 0);
+    }
+
+    #[test]
+    fn shutdown_from_inside_a_job_does_not_wait_for_its_own_thread() {
+        let pool = pool(2, LONG);
+        let p = pool.clone();
+        let job = pool.spawn_blocking(move || {
+            p.shutdown(None);
+            p.thread_count()
+        });
+        assert_eq!(block_on(job).unwrap(), 1);
+        pool.shutdown(None);
+        assert_eq!(pool.thread_count(), 0);
+    }
+
+    #[test]
+    fn panic_in_a_blocking_job_becomes_a_join_error() {
+        let pool = pool(2, LONG);
+        let err = block_on(pool.spawn_blocking(|| -> u8 { panic!("blocking boom") })).unwrap_err();
+        assert!(err.is_panic());
+        assert!(err
+            .to_string()
+            .ends_with("panicked with message \"blocking boom\""));
+        assert_eq!(
+            block_on(pool.spawn_blocking(|| 1)).unwrap(),
+            1,
+            "the thread survived"
+        );
+        pool.shutdown(None);
+    }
+
+    #[test]
+    fn abort_of_a_queued_blocking_job_cancels_it() {
+        let pool = pool(1, LONG);
+        let (release, gate) = mpsc::channel::<()>();
+        let first = pool.spawn_blocking(move || gate.recv().unwrap());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let second = pool.spawn_blocking(move || {
+            r.fetch_add(1, SeqCst);
+        });
+        second.abort();
+        release.send(()).unwrap();
+        block_on(first).unwrap();
+        assert!(block_on(second).unwrap_err().is_cancelled());
+        assert_eq!(ran.load(SeqCst), 0);
+        pool.shutdown(None);
     }
 }

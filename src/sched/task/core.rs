@@ -75,7 +75,7 @@ pub(super) enum Stage<F: Future> {
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task (its only allocation) with `refs` references, `NOTIFIED` and
     /// `JOIN_INTEREST`.
-    pub(super) fn new(
+    pub(super) fn allocate(
         future: F,
         scheduler: S,
         id: Id,
@@ -90,9 +90,15 @@ impl<F: Future, S: Schedule> Cell<F, S> {
                 owner_id,
                 id,
             },
-            core: Core { scheduler, stage: UnsafeCell::new(Stage::Running(future)) },
+            core: Core {
+                scheduler,
+                stage: UnsafeCell::new(Stage::Running(future)),
+            },
             trailer: Trailer {
-                owned: Pointers { prev: UnsafeCell::new(None), next: UnsafeCell::new(None) },
+                owned: Pointers {
+                    prev: UnsafeCell::new(None),
+                    next: UnsafeCell::new(None),
+                },
                 waker: UnsafeCell::new(None),
             },
         });

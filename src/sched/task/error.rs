@@ -66,11 +66,17 @@ impl SyncPayload {
 
 impl JoinError {
     pub(crate) fn cancelled(id: Id) -> JoinError {
-        JoinError { id, repr: Repr::Cancelled }
+        JoinError {
+            id,
+            repr: Repr::Cancelled,
+        }
     }
 
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
-        JoinError { id, repr: Repr::Panic(SyncPayload(payload)) }
+        JoinError {
+            id,
+            repr: Repr::Panic(SyncPayload(payload)),
+        }
     }
 
     /// Returns `true` if the task was cancelled (aborted, or stopped by runtime shutdown).
@@ -96,7 +102,8 @@ impl JoinError {
     /// [`try_into_panic`](JoinError::try_into_panic) to check and convert at once.
     #[track_caller]
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
-        self.try_into_panic().expect("`JoinError::into_panic` called on an error that is not a panic")
+        self.try_into_panic()
+            .expect("`JoinError::into_panic` called on an error that is not a panic")
     }
 
     /// Consumes the error, returning the panic payload if the task panicked, or the error

@@ -142,7 +142,8 @@ impl<F: Future, S: Schedule> Harness<F, S> {
         } else if snapshot.is_join_waker_set() {
             // SAFETY: `JOIN_WAKER` is set, so the slot holds the handle's waker and is
             // read-only until we clear the bit below.
-            let woken = panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().wake_join() }));
+            let woken =
+                panic::catch_unwind(AssertUnwindSafe(|| unsafe { self.trailer().wake_join() }));
             let after = self.header().state.unset_join_waker_after_complete();
             if !after.is_join_interested() {
                 // The handle was dropped after `COMPLETE` while `JOIN_WAKER` was still set,
@@ -208,7 +209,11 @@ impl<F: Future, S: Schedule> Harness<F, S> {
 
     /// `JoinHandle::poll`: writes the output to `dst` if the task is complete, else leaves
     /// `waker` to be woken on completion.
-    pub(super) fn try_read_output(self, dst: *mut Poll<Result<F::Output, JoinError>>, waker: &Waker) {
+    pub(super) fn try_read_output(
+        self,
+        dst: *mut Poll<Result<F::Output, JoinError>>,
+        waker: &Waker,
+    ) {
         if can_read_output(self.header(), self.trailer(), waker) {
             // SAFETY: `COMPLETE` is set and we are the `JoinHandle` (vtable contract).
             let output = unsafe { self.core().take_output() };
@@ -242,7 +247,7 @@ impl<F: Future, S: Schedule> Harness<F, S> {
     ///
     /// No reference to the task is left.
     pub(super) unsafe fn dealloc(self) {
-        // SAFETY: the cell was made by `Box::new` in `Cell::new` with this very type, and
+        // SAFETY: the cell was made by `Box::new` in `Cell::allocate` with this very type, and
         // nobody else can reach it any more (caller's contract).
         drop(unsafe { Box::from_raw(self.cell.as_ptr()) });
     }

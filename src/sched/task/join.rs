@@ -46,7 +46,10 @@ impl<T> JoinHandle<T> {
     /// `raw` is a task whose output type is `T`, and the caller hands over the reference the
     /// task set aside for its `JoinHandle` (with `JOIN_INTEREST`).
     pub(super) unsafe fn from_raw(raw: RawTask) -> JoinHandle<T> {
-        JoinHandle { raw, _output: PhantomData }
+        JoinHandle {
+            raw,
+            _output: PhantomData,
+        }
     }
 
     /// Cancels the task.
@@ -83,7 +86,12 @@ impl<T> Future for JoinHandle<T> {
         let mut ret: Poll<Result<T, JoinError>> = Poll::Pending;
         // SAFETY: we are the task's `JoinHandle<T>`, `T` is its output type (`from_raw`'s
         // contract), and `ret` is a valid `Poll<Result<T, JoinError>>`.
-        unsafe { self.raw.try_read_output(&mut ret as *mut Poll<Result<T, JoinError>> as *mut (), cx.waker()) };
+        unsafe {
+            self.raw.try_read_output(
+                &mut ret as *mut Poll<Result<T, JoinError>> as *mut (),
+                cx.waker(),
+            )
+        };
         ret
     }
 }

@@ -73,7 +73,12 @@ impl<S: Schedule> OwnedTasks<S> {
     /// dropped here, the handle resolves to a cancelled [`JoinError`](super::JoinError), and
     /// there is nothing to queue (`None`). `S::release` is then called for a task that was
     /// never linked; `remove` returns `None` for it.
-    pub(crate) fn bind<F>(&self, future: F, scheduler: S, id: Id) -> (JoinHandle<F::Output>, Option<Notified<S>>)
+    pub(crate) fn bind<F>(
+        &self,
+        future: F,
+        scheduler: S,
+        id: Id,
+    ) -> (JoinHandle<F::Output>, Option<Notified<S>>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -82,8 +87,13 @@ impl<S: Schedule> OwnedTasks<S> {
         let raw = RawTask::new(future, scheduler, id, Some(self.id), 3);
         // SAFETY: the output type is `F::Output`, and each of the three takes its own
         // reference of the three the task was created with.
-        let (task, notified, join) =
-            unsafe { (Task::<S>::from_raw(raw), Notified::<S>::from_raw(raw), JoinHandle::from_raw(raw)) };
+        let (task, notified, join) = unsafe {
+            (
+                Task::<S>::from_raw(raw),
+                Notified::<S>::from_raw(raw),
+                JoinHandle::from_raw(raw),
+            )
+        };
 
         let mut shard = self.shard(id).lock();
         if self.closed.load(Acquire) {
@@ -110,7 +120,10 @@ impl<S: Schedule> OwnedTasks<S> {
     pub(crate) fn remove(&self, task: &Task<S>) -> Option<Task<S>> {
         let raw = task.raw();
         let owner = raw.header().owner_id?;
-        assert_eq!(owner, self.id, "runtime: task released to an OwnedTasks it does not belong to");
+        assert_eq!(
+            owner, self.id,
+            "runtime: task released to an OwnedTasks it does not belong to"
+        );
         let mut shard = self.shard(raw.id()).lock();
         // SAFETY: the task was bound to this list, so if it is linked it is linked into this
         // shard (chosen by its immutable id), whose mutex we hold.
@@ -134,7 +147,9 @@ impl<S: Schedule> OwnedTasks<S> {
                 // One at a time, and without the mutex while cancelling: the cancellation
                 // runs user code (the future's drop) and calls `S::release`, which locks the
                 // shard again.
-                let Some(raw) = shard.lock().pop_back() else { break };
+                let Some(raw) = shard.lock().pop_back() else {
+                    break;
+                };
                 self.count.fetch_sub(1, Relaxed);
                 // SAFETY: the list's reference, now ours.
                 unsafe { Task::<S>::from_raw(raw) }.shutdown();
@@ -186,7 +201,10 @@ unsafe impl Send for List {}
 
 impl List {
     fn new() -> List {
-        List { head: None, tail: None }
+        List {
+            head: None,
+            tail: None,
+        }
     }
 
     /// Links `task` at the front, taking its reference.
@@ -204,7 +222,11 @@ impl List {
             links.prev.with_mut(|p| *p = None);
             links.next.with_mut(|p| *p = self.head);
             match self.head {
-                Some(head) => RawTask::from_header(head).trailer().owned.prev.with_mut(|p| *p = Some(node)),
+                Some(head) => RawTask::from_header(head)
+                    .trailer()
+                    .owned
+                    .prev
+                    .with_mut(|p| *p = Some(node)),
                 None => self.tail = Some(node),
             }
         }
@@ -234,13 +256,21 @@ impl List {
             let prev = links.prev.with(|p| *p);
             let next = links.next.with(|p| *p);
             match prev {
-                Some(prev) => RawTask::from_header(prev).trailer().owned.next.with_mut(|p| *p = next),
+                Some(prev) => RawTask::from_header(prev)
+                    .trailer()
+                    .owned
+                    .next
+                    .with_mut(|p| *p = next),
                 // No predecessor: it is the head, or it is not linked at all.
                 None if self.head == Some(node) => self.head = next,
                 None => return None,
             }
             match next {
-                Some(next) => RawTask::from_header(next).trailer().owned.prev.with_mut(|p| *p = prev),
+                Some(next) => RawTask::from_header(next)
+                    .trailer()
+                    .owned
+                    .prev
+                    .with_mut(|p| *p = prev),
                 None => self.tail = prev,
             }
             links.prev.with_mut(|p| *p = None);

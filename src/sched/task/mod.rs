@@ -133,7 +133,10 @@ impl<S: 'static> Task<S> {
     ///
     /// `raw` is a task whose scheduler type is `S`, and the caller hands over one reference.
     unsafe fn from_raw(raw: RawTask) -> Task<S> {
-        Task { raw, _scheduler: PhantomData }
+        Task {
+            raw,
+            _scheduler: PhantomData,
+        }
     }
 
     fn raw(&self) -> RawTask {
@@ -221,7 +224,9 @@ impl<S: Schedule> Notified<S> {
 
 impl<S: 'static> std::fmt::Debug for Notified<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notified").field("id", &self.0.id()).finish()
+        f.debug_struct("Notified")
+            .field("id", &self.0.id())
+            .finish()
     }
 }
 

@@ -72,7 +72,11 @@ unsafe fn dealloc<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     unsafe { Harness::<F, S>::from_raw(ptr).dealloc() };
 }
 
-unsafe fn try_read_output<F: Future, S: Schedule>(ptr: NonNull<Header>, dst: *mut (), waker: &Waker) {
+unsafe fn try_read_output<F: Future, S: Schedule>(
+    ptr: NonNull<Header>,
+    dst: *mut (),
+    waker: &Waker,
+) {
     // SAFETY: as in `poll`; the caller is the `JoinHandle<F::Output>` and `dst` points to a
     // `Poll<Result<F::Output, JoinError>>`.
     unsafe { Harness::<F, S>::from_raw(ptr).try_read_output(dst.cast(), waker) };
@@ -110,18 +114,29 @@ unsafe impl Sync for RawTask {}
 
 impl std::fmt::Debug for RawTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawTask").field("id", &self.id()).field("ptr", &self.ptr).finish()
+        f.debug_struct("RawTask")
+            .field("id", &self.id())
+            .field("ptr", &self.ptr)
+            .finish()
     }
 }
 
 impl RawTask {
-    /// Allocates a task with `refs` references (see `Cell::new`).
-    pub(super) fn new<F, S>(future: F, scheduler: S, id: Id, owner_id: Option<std::num::NonZeroU64>, refs: usize) -> RawTask
+    /// Allocates a task with `refs` references (see `Cell::allocate`).
+    pub(super) fn new<F, S>(
+        future: F,
+        scheduler: S,
+        id: Id,
+        owner_id: Option<std::num::NonZeroU64>,
+        refs: usize,
+    ) -> RawTask
     where
         F: Future,
         S: Schedule,
     {
-        RawTask { ptr: Cell::new(future, scheduler, id, owner_id, refs) }
+        RawTask {
+            ptr: Cell::allocate(future, scheduler, id, owner_id, refs),
+        }
     }
 
     /// # Safety
@@ -161,7 +176,10 @@ impl RawTask {
     /// task is in, under that queue's own synchronisation), so nobody else touches the link.
     pub(crate) unsafe fn queue_next(self) -> Option<RawTask> {
         // SAFETY: exclusive access to the link (caller's contract).
-        self.header().queue_next.with(|ptr| unsafe { *ptr }).map(|ptr| RawTask { ptr })
+        self.header()
+            .queue_next
+            .with(|ptr| unsafe { *ptr })
+            .map(|ptr| RawTask { ptr })
     }
 
     /// Sets the `queue_next` link.
@@ -172,7 +190,9 @@ impl RawTask {
     pub(crate) unsafe fn set_queue_next(self, next: Option<RawTask>) {
         let next = next.map(|t| t.ptr);
         // SAFETY: exclusive access to the link (caller's contract).
-        self.header().queue_next.with_mut(|ptr| unsafe { *ptr = next });
+        self.header()
+            .queue_next
+            .with_mut(|ptr| unsafe { *ptr = next });
     }
 
     /// Runs the task once.

@@ -139,7 +139,9 @@ impl State {
     /// references.
     pub(super) fn new(refs: usize) -> State {
         debug_assert!(refs > 0);
-        State { val: AtomicUsize::new(refs * REF_ONE | NOTIFIED | JOIN_INTEREST) }
+        State {
+            val: AtomicUsize::new((refs * REF_ONE) | NOTIFIED | JOIN_INTEREST),
+        }
     }
 
     pub(super) fn load(&self) -> Snapshot {
@@ -153,7 +155,10 @@ impl State {
         loop {
             let (outcome, next) = f(curr);
             let Some(next) = next else { return outcome };
-            match self.val.compare_exchange_weak(curr.0, next.0, AcqRel, Acquire) {
+            match self
+                .val
+                .compare_exchange_weak(curr.0, next.0, AcqRel, Acquire)
+            {
                 Ok(_) => return outcome,
                 Err(actual) => curr = Snapshot(actual),
             }

@@ -20,7 +20,8 @@ use super::{Notified, Schedule};
 
 /// The vtable of every task waker. The data pointer is the task's `NonNull<Header>`, and each
 /// waker owns one reference to the task.
-static WAKER_VTABLE: RawWakerVTable = RawWakerVTable::new(clone_waker, wake_by_val, wake_by_ref, drop_waker);
+static WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(clone_waker, wake_by_val, wake_by_ref, drop_waker);
 
 /// The waker lent to the future while it is polled: it borrows the runner's reference, so
 /// it must not be dropped (hence `ManuallyDrop`) and must not outlive the poll.
