@@ -387,3 +387,101 @@ fn loom_task_shutdown_racing_run() {
         assert!(late.is_finished());
     });
 }
+
+/// A spawn on one thread races the closing of the owned list on another: the task either is
+/// refused (its future dropped at once) or is linked and then cancelled by the close; never
+/// left running or leaked.
+#[test]
+fn loom_task_bind_racing_close() {
+    loom::model(|| {
+        let sched = Sched::new();
+        let (future, c) = probe();
+        let s = sched.clone();
+        let spawner = thread::spawn(move || s.spawn(future));
+        sched.0.owned.close_and_shutdown_all();
+        let mut handle = spawner.join().unwrap();
+        sched.run_all(); // a queued `Notified` now only drops its reference
+
+        assert_eq!(c.polls.load(SeqCst), 0);
+        assert_eq!(c.future_drops.load(SeqCst), 1);
+        assert!(
+            matches!(poll_handle(&mut handle, &noop_waker()), Poll::Ready(Err(e)) if e.is_cancelled())
+        );
+        assert!(sched.0.owned.is_empty());
+    });
+}
+
+/// The poller's batch path (`take_notified`) races an ordinary wake of the same task from
+/// another thread: exactly one of them queues it, and the task completes once.
+#[test]
+fn loom_task_take_notified_racing_wake() {
+    loom::model(|| {
+        let sched = Sched::new();
+        let (future, c) = probe();
+        let mut handle = sched.spawn(future);
+        sched.run_all(); // first poll: registers its waker
+        c.open.store(true, SeqCst);
+        let waker = c.take_waker();
+        let other = waker.clone();
+
+        let t = thread::spawn(move || other.wake());
+        let taken = match crate::sched::task::take_notified::<Sched>(waker) {
+            Ok(taken) => taken,
+            Err(_) => panic!("our own waker was not recognised"),
+        };
+        t.join().unwrap();
+        let queued = sched.0.queue.lock().len();
+        assert_eq!(
+            queued + usize::from(taken.is_some()),
+            1,
+            "queued twice, or lost"
+        );
+        if let Some(n) = taken {
+            n.run();
+        }
+        sched.run_all();
+
+        assert_eq!(c.polls.load(SeqCst), 2);
+        assert!(matches!(
+            poll_handle(&mut handle, &noop_waker()),
+            Poll::Ready(Ok(_))
+        ));
+    });
+}
+
+/// A waiting `JoinHandle` (blocked on its join waker) sees the task aborted on one thread
+/// while it is woken and run on another: the handle is woken exactly when the task finishes,
+/// and gets the output or a cancellation.
+#[test]
+fn loom_task_join_wait_racing_abort_and_run() {
+    loom::model(|| {
+        let sched = Sched::new();
+        let (future, c) = probe();
+        let handle = sched.spawn(future);
+        sched.run_all(); // first poll: registers its waker
+        c.open.store(true, SeqCst);
+        let waker = c.take_waker();
+        let handle = Arc::new(Mutex::new(Some(handle)));
+
+        let h = handle.clone();
+        let aborter = thread::spawn(move || {
+            if let Some(handle) = h.lock().as_ref() {
+                handle.abort();
+            }
+        });
+        let h = handle.clone();
+        let joiner = thread::spawn(move || {
+            let mut handle = h.lock().take().unwrap();
+            wait_for(&mut handle).is_ok()
+        });
+        waker.wake();
+        sched.run_all();
+        aborter.join().unwrap();
+        // The abort may have queued the task after the queue was found empty above.
+        sched.run_all();
+        let completed = joiner.join().unwrap();
+
+        assert_eq!(c.future_drops.load(SeqCst), 1);
+        assert_eq!(completed, c.polls.load(SeqCst) == 2);
+    });
+}
