@@ -323,10 +323,12 @@ impl State {
     /// unless the task completed meanwhile (`Err`).
     pub(super) fn unset_join_waker(&self) -> Result<Snapshot, Snapshot> {
         self.transition(|mut s| {
-            debug_assert!(s.is_join_interested() && s.is_join_waker_set());
+            debug_assert!(s.is_join_interested());
             if s.is_complete() {
+                // The completer may already have handed the slot back (`JOIN_WAKER` clear).
                 return (Err(s), None);
             }
+            debug_assert!(s.is_join_waker_set());
             s.0 &= !JOIN_WAKER;
             (Ok(s), Some(s))
         })
