@@ -7,7 +7,12 @@
 //! which loom reports as leaked otherwise. Accesses to the cell's `UnsafeCell`s (stage, join
 //! waker, list links) are tracked by loom, so a data race on them fails the model.
 //!
-//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test --release --lib --target-dir target/loom loom_task`
+//! ```text
+//! RUSTFLAGS="--cfg loom -C debug-assertions" LOOM_MAX_PREEMPTIONS=3 \
+//!     cargo test --release --lib --target-dir target/loom loom_task
+//! ```
+//!
+//! (with debug assertions, so the state machine's own `debug_assert!`s are checked too).
 
 use std::collections::VecDeque;
 use std::future::Future;

@@ -54,24 +54,36 @@ impl<F: Future, S: Schedule> VtableOf<F, S> {
     };
 }
 
-// The vtable entries. Each one's safety contract is that of the `RawTask` method calling it.
+// The vtable entries, monomorphised for one `(F, S)`.
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::poll`.
 unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: `ptr` points to a live `Cell<F, S>` (this is its vtable), and the caller gives
     // up a `Notified` reference.
     unsafe { Harness::<F, S>::from_raw(ptr) }.poll();
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::schedule`.
 unsafe fn schedule<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: as in `poll`; the caller owns a reference for the new `Notified`.
     unsafe { Harness::<F, S>::from_raw(ptr) }.schedule();
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::dealloc`.
 unsafe fn dealloc<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: as in `poll`; no reference is left.
     unsafe { Harness::<F, S>::from_raw(ptr).dealloc() };
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::try_read_output`.
 unsafe fn try_read_output<F: Future, S: Schedule>(
     ptr: NonNull<Header>,
     dst: *mut (),
@@ -82,16 +94,25 @@ unsafe fn try_read_output<F: Future, S: Schedule>(
     unsafe { Harness::<F, S>::from_raw(ptr).try_read_output(dst.cast(), waker) };
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::drop_join_handle`.
 unsafe fn drop_join_handle<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: as in `poll`; the caller is the `JoinHandle` and gives up its reference.
     unsafe { Harness::<F, S>::from_raw(ptr) }.drop_join_handle();
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::shutdown`.
 unsafe fn shutdown<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: as in `poll`; the caller gives up a reference.
     unsafe { Harness::<F, S>::from_raw(ptr) }.shutdown();
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live `Cell<F, S>`; otherwise as for `RawTask::remote_abort`.
 unsafe fn remote_abort<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: as in `poll`; the caller holds a reference for the duration of the call.
     unsafe { Harness::<F, S>::from_raw(ptr) }.remote_abort();

@@ -33,15 +33,21 @@ pub(super) fn waker_ref(header: NonNull<Header>) -> ManuallyDrop<Waker> {
     ManuallyDrop::new(unsafe { Waker::from_raw(raw) })
 }
 
-/// # Safety (all four functions)
+/// # Safety
 ///
 /// `ptr` is the data pointer of a waker built by this module: the header of a live task on
-/// which the waker holds a reference.
+/// which the waker holds a reference. The four vtable functions below have this same
+/// contract, which `Waker` upholds by calling them only with its own data pointer.
 unsafe fn task_of(ptr: *const ()) -> RawTask {
     // SAFETY: the pointer is a non-null header pointer of a live task (contract above).
     unsafe { RawTask::from_header(NonNull::new_unchecked(ptr as *mut Header)) }
 }
 
+/// A new waker: one more reference.
+///
+/// # Safety
+///
+/// As for `task_of`.
 unsafe fn clone_waker(ptr: *const ()) -> RawWaker {
     // SAFETY: see `task_of`.
     let task = unsafe { task_of(ptr) };
@@ -49,16 +55,31 @@ unsafe fn clone_waker(ptr: *const ()) -> RawWaker {
     RawWaker::new(ptr, &WAKER_VTABLE)
 }
 
+/// `Waker::wake`: the wake consumes the waker's reference.
+///
+/// # Safety
+///
+/// As for `task_of`.
 unsafe fn wake_by_val(ptr: *const ()) {
     // SAFETY: see `task_of`; `wake` consumes the waker, whose reference we give up.
     unsafe { task_of(ptr).wake_by_val() }
 }
 
+/// `Waker::wake_by_ref`.
+///
+/// # Safety
+///
+/// As for `task_of`.
 unsafe fn wake_by_ref(ptr: *const ()) {
     // SAFETY: see `task_of`.
     unsafe { task_of(ptr) }.wake_by_ref();
 }
 
+/// Drops the waker's reference.
+///
+/// # Safety
+///
+/// As for `task_of`.
 unsafe fn drop_waker(ptr: *const ()) {
     // SAFETY: see `task_of`; the dropped waker's reference is given up.
     unsafe { task_of(ptr).drop_reference() }
