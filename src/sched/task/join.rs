@@ -21,11 +21,6 @@ use super::{Id, JoinError};
 ///
 /// A `JoinHandle` is `Send` and `Sync` when `T` is `Send`, and `Unpin`, so it can be polled
 /// from anywhere (`select!`-style) without pinning.
-///
-/// ```ignore
-/// let handle = netpoll::spawn(async { 6 * 7 });
-/// assert_eq!(handle.await.unwrap(), 42);
-/// ```
 pub struct JoinHandle<T> {
     raw: RawTask,
     _output: PhantomData<T>,
