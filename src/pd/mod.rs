@@ -1,3 +1,541 @@
-//! Layer 2: poll descriptors.
+//! Layer 2: poll descriptors — Go's `runtime.pollDesc` for Rust tasks.
+//!
+//! A [`PollDesc`] is the runtime's state for one registered socket: a read [`Slot`] and a write
+//! [`Slot`] (Go's `rg`/`wg` binary semaphores, see `slot.rs`), the `info` word that summarises
+//! the error state for waiters, and the deadline state with its two timers.
+//!
+//! # The `info` word (Go's `atomicInfo`)
+//!
+//! | bits | meaning |
+//! |---|---|
+//! | 0 `CLOSING` | the socket is being closed: every wait fails with the closed error |
+//! | 1 `EVENT_ERR` | the last event was exactly `EPOLLERR`: readers fail with "not pollable" |
+//! | 2 `EXPIRED_READ` | the read deadline has passed: reads fail with `TimedOut` |
+//! | 3 `EXPIRED_WRITE` | the write deadline has passed: writes fail with `TimedOut` |
+//! | 32–63 | the descriptor's generation (Go's `fdseq`), the upper half of every epoll token |
+//!
+//! Priority when several apply: closing, then timeout, then event error (Go's
+//! `netpollcheckerr`).
+//!
+//! # Ground rules
+//!
+//! * `locked` (a mutex, Go's `pd.lock`) owns `closing`, the deadlines and the timer state. After
+//!   changing anything the summary depends on, the holder publishes `info` **before** it
+//!   unblocks waiters (Go's `publishInfo` then `netpollunblock`); waiters re-read `info` after
+//!   announcing that they wait. Both sides touch the slot's state with read-modify-writes, which
+//!   makes the Dekker pair (`slot.rs`): no wake-up is lost.
+//! * `EVENT_ERR` is owned by `info` alone: the poller sets or clears it with a CAS that only
+//!   succeeds while the generation in `info` still matches the event's token, so a late event for
+//!   an earlier socket can never poison the next one (Go #59545).
+//! * The generation changes only in [`Registration::deregister`] (the descriptor is being freed)
+//!   and [`Registration::new`] (reused), both while no operation is in flight.
+//! * The slots follow `slot.rs`. At most one task waits on each (the net layer's fd mutex
+//!   guarantees it, as Go's `fdMutex` does).
+//!
+//! # Deadlines (Go's `poll_runtime_pollSetDeadline` and `netpolldeadlineimpl`)
+//!
+//! `rd`/`wd`: 0 = none, > 0 = the deadline in clock nanoseconds, -1 = expired. Each direction has
+//! a timer in the runtime's wheel, allocated once per descriptor and reused by every later socket
+//! that gets this descriptor, so setting a deadline never allocates. Each timer firing carries the
+//! sequence number it was armed with; a firing whose sequence is stale is dropped.
+//!
+//! Moving a deadline *later* does not touch the wheel: the armed timer fires at the old time, sees
+//! the deadline has moved, and re-arms itself for the new one (Go 1.23 makes timer changes lazy
+//! the same way). Only a deadline moved *earlier* than the armed time re-arms at once. So a
+//! server that pushes its read deadline forward on every request pays a mutex and a store.
 
+pub(crate) mod cache;
+pub(crate) mod driver;
 pub(crate) mod slot;
+
+use std::fmt;
+use std::io;
+use std::ptr::NonNull;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use crate::loom::{AtomicU64, Mutex, Ordering};
+use crate::sched::inject::Batch;
+use crate::sched::{Handle, Shared};
+use crate::time::wheel::TimerId;
+use slot::Slot;
+
+const CLOSING: u64 = 1 << 0;
+const EVENT_ERR: u64 = 1 << 1;
+const EXPIRED_READ: u64 = 1 << 2;
+const EXPIRED_WRITE: u64 = 1 << 3;
+const GEN_SHIFT: u32 = 32;
+
+/// The direction of an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Read,
+    Write,
+}
+
+/// Why a wait failed (Go's `pollErrClosing`, `pollErrTimeout`, `pollErrNotPollable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PollError {
+    Closing,
+    Timeout,
+    NotPollable,
+}
+
+impl From<PollError> for io::Error {
+    fn from(e: PollError) -> io::Error {
+        match e {
+            PollError::Closing => closed_error(),
+            PollError::Timeout => io::Error::new(io::ErrorKind::TimedOut, "i/o timeout"),
+            PollError::NotPollable => io::Error::other("not pollable"),
+        }
+    }
+}
+
+/// The payload of "use of closed network connection" errors (Go's `net.ErrClosed`).
+#[derive(Debug)]
+pub(crate) struct NetClosing;
+
+impl fmt::Display for NetClosing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("use of closed network connection")
+    }
+}
+
+impl std::error::Error for NetClosing {}
+
+pub(crate) fn closed_error() -> io::Error {
+    io::Error::other(NetClosing)
+}
+
+/// Whether `err` reports the use of a closed connection.
+pub(crate) fn is_closed(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<NetClosing>())
+}
+
+pub(crate) struct PollDesc {
+    rg: Slot,
+    wg: Slot,
+    info: AtomicU64,
+    locked: Mutex<Locked>,
+}
+
+struct Locked {
+    closing: bool,
+    rd: i64,
+    wd: i64,
+    rseq: u64,
+    wseq: u64,
+    /// The read timer, once allocated (kept for the descriptor's life).
+    rt: Option<TimerId>,
+    wt: Option<TimerId>,
+    /// When the read timer is armed to fire (0 = not armed, or fired and not re-armed).
+    rt_when: u64,
+    wt_when: u64,
+}
+
+impl PollDesc {
+    fn new() -> PollDesc {
+        PollDesc {
+            rg: Slot::new(),
+            wg: Slot::new(),
+            info: AtomicU64::new(0),
+            locked: Mutex::new(Locked {
+                closing: false,
+                rd: 0,
+                wd: 0,
+                rseq: 0,
+                wseq: 0,
+                rt: None,
+                wt: None,
+                rt_when: 0,
+                wt_when: 0,
+            }),
+        }
+    }
+
+    fn slot(&self, mode: Mode) -> &Slot {
+        match mode {
+            Mode::Read => &self.rg,
+            Mode::Write => &self.wg,
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u32 {
+        (self.info.load(Ordering::Acquire) >> GEN_SHIFT) as u32
+    }
+
+    /// Go's `netpollcheckerr` on an `info` value.
+    fn check(info: u64, mode: Mode) -> Result<(), PollError> {
+        if info & CLOSING != 0 {
+            return Err(PollError::Closing);
+        }
+        let expired = match mode {
+            Mode::Read => EXPIRED_READ,
+            Mode::Write => EXPIRED_WRITE,
+        };
+        if info & expired != 0 {
+            return Err(PollError::Timeout);
+        }
+        if mode == Mode::Read && info & EVENT_ERR != 0 {
+            return Err(PollError::NotPollable);
+        }
+        Ok(())
+    }
+
+    /// Go's `publishInfo`: recomputes the summary bits from the locked state, keeping
+    /// `EVENT_ERR` and the generation. A read-modify-write, as the ground rules require.
+    fn publish_info(&self, locked: &Locked) {
+        let mut bits = 0;
+        if locked.closing {
+            bits |= CLOSING;
+        }
+        if locked.rd < 0 {
+            bits |= EXPIRED_READ;
+        }
+        if locked.wd < 0 {
+            bits |= EXPIRED_WRITE;
+        }
+        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE);
+        let _ = self
+            .info
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                Some((old & keep) | bits)
+            });
+    }
+
+    /// Go's `setEventErr`: only while the generation still matches the event's token.
+    pub(crate) fn set_event_err(&self, err: bool, generation: u32) {
+        let _ = self
+            .info
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                if (old >> GEN_SHIFT) as u32 != generation || ((old & EVENT_ERR != 0) == err) {
+                    return None;
+                }
+                Some(if err {
+                    old | EVENT_ERR
+                } else {
+                    old & !EVENT_ERR
+                })
+            });
+    }
+
+    /// Runtime shutdown: fail every current and later wait as if the socket were closed.
+    fn shutdown(&self) {
+        let mut locked = self.locked.lock();
+        if locked.closing {
+            return;
+        }
+        locked.closing = true;
+        self.publish_info(&locked);
+        let rw = self.rg.unblock();
+        let ww = self.wg.unblock();
+        drop(locked);
+        for w in [rw, ww].into_iter().flatten() {
+            w.wake();
+        }
+    }
+
+    /// The poller saw readiness in `mode`; returns the waker to wake (after locks are dropped).
+    pub(crate) fn notify_ready(&self, mode: Mode) -> Option<Waker> {
+        self.slot(mode).notify_ready()
+    }
+
+    /// Deadline timer callback (Go's `netpolldeadlineimpl`): runs on whichever thread runs
+    /// timers, never under the wheel lock. Wakers go to `batch` or are woken directly.
+    pub(crate) fn deadline_fired(&self, shared: &Shared, mode: Mode, seq: u64, batch: &mut Batch) {
+        let time = &shared.driver.time;
+        let mut guard = self.locked.lock();
+        let locked = &mut *guard;
+        let (current, deadline) = match mode {
+            Mode::Read => (locked.rseq, locked.rd),
+            Mode::Write => (locked.wseq, locked.wd),
+        };
+        if seq != current {
+            return; // the descriptor was reused or the deadline moved earlier meanwhile
+        }
+        match mode {
+            Mode::Read => locked.rt_when = 0,
+            Mode::Write => locked.wt_when = 0,
+        }
+        if deadline <= 0 {
+            return; // cleared, or already expired by a past deadline
+        }
+        let now = shared.driver.clock.now_ns();
+        if deadline as u64 > now {
+            // Moved later since the timer was armed: re-arm for the new time (lazy extension).
+            let (timer, when) = match mode {
+                Mode::Read => (locked.rt, &mut locked.rt_when),
+                Mode::Write => (locked.wt, &mut locked.wt_when),
+            };
+            *when = deadline as u64;
+            if let Some(id) = timer {
+                if time.arm_deadline(id, deadline as u64, seq) {
+                    shared.timer_added(deadline as u64);
+                }
+            }
+            return;
+        }
+        match mode {
+            Mode::Read => locked.rd = -1,
+            Mode::Write => locked.wd = -1,
+        }
+        self.publish_info(locked);
+        let waker = self.slot(mode).unblock();
+        drop(guard);
+        if let Some(waker) = waker {
+            driver::route(waker, batch);
+        }
+    }
+}
+
+/// A socket's registration with the runtime: its descriptor, and the runtime that owns it.
+///
+/// # Invariant
+///
+/// `pd` points into the descriptor cache of `handle`'s I/O driver. The cache never frees or
+/// moves a descriptor while the driver lives, and `handle` keeps the driver alive, so `pd` is
+/// valid for as long as the registration exists. Between [`Registration::new`] and
+/// [`Registration::deregister`] this registration is the descriptor's only user.
+pub(crate) struct Registration {
+    handle: Handle,
+    pd: NonNull<PollDesc>,
+    index: u32,
+}
+
+// SAFETY: the descriptor is made of atomics and a mutex (`Sync`), and the registration only
+// hands out shared references to it; `Handle` is `Send + Sync`.
+unsafe impl Send for Registration {}
+// SAFETY: as above.
+unsafe impl Sync for Registration {}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("index", &self.index)
+            .field("generation", &self.pd().generation())
+            .finish()
+    }
+}
+
+impl Registration {
+    /// Go's `pollOpen`: takes a descriptor and registers `fd` with the poller, edge-triggered
+    /// for both directions, for the fd's whole life.
+    pub(crate) fn new(handle: &Handle, fd: std::os::fd::RawFd) -> io::Result<Registration> {
+        if handle.shared.is_shutdown() {
+            return Err(io::Error::other("the netpoll runtime has shut down"));
+        }
+        let io = &handle.shared.driver.io;
+        let (index, pd) = io.cache.alloc();
+        pd.rg.init();
+        pd.wg.init();
+        let generation = {
+            let mut locked = pd.locked.lock();
+            locked.closing = false;
+            locked.rd = 0;
+            locked.wd = 0;
+            locked.rseq = locked.rseq.wrapping_add(1);
+            locked.wseq = locked.wseq.wrapping_add(1);
+            let mut generation = pd.generation();
+            if generation == 0 {
+                generation = 1; // 0 never appears in a token, like Go's fdseq
+            }
+            pd.info
+                .store((generation as u64) << GEN_SHIFT, Ordering::Release);
+            generation
+        };
+        let token = ((generation as u64) << GEN_SHIFT) | index as u64;
+        if let Err(e) = io.poller.register(fd, token) {
+            Self::free(io, index, pd);
+            return Err(e);
+        }
+        Ok(Registration {
+            handle: handle.clone(),
+            pd: NonNull::from(pd),
+            index,
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn pd(&self) -> &PollDesc {
+        // SAFETY: see the type's invariant.
+        unsafe { self.pd.as_ref() }
+    }
+
+    /// Go's `pollReset`, at the start of every operation: fails fast on a closed socket or an
+    /// expired deadline (even when data is ready), and clears a stale readiness notification.
+    pub(crate) fn prepare(&self, mode: Mode) -> Result<(), PollError> {
+        let pd = self.pd();
+        PollDesc::check(pd.info.load(Ordering::Acquire), mode)?;
+        pd.slot(mode).reset();
+        Ok(())
+    }
+
+    /// Go's `pollWait` as a poll function: Ready(Ok) when the fd may be ready again (retry the
+    /// system call), Ready(Err) on close or deadline, Pending with the waker stored otherwise.
+    /// A caller that stops polling before Ready must call [`Registration::cancel_wait`].
+    pub(crate) fn poll_wait(
+        &self,
+        cx: &mut Context<'_>,
+        mode: Mode,
+    ) -> Poll<Result<(), PollError>> {
+        let pd = self.pd();
+        if let Err(e) = PollDesc::check(pd.info.load(Ordering::Acquire), mode) {
+            pd.slot(mode).cancel_wait();
+            return Poll::Ready(Err(e));
+        }
+        // The re-check after announcing the wait (slot.rs: the slot's read-modify-writes make
+        // the Dekker pair; an `Acquire` load of `info` suffices here).
+        pd.slot(mode).poll_wait(cx, || {
+            PollDesc::check(pd.info.load(Ordering::Acquire), mode).err()
+        })
+    }
+
+    /// Withdraws a waker left by `poll_wait` (a dropped operation), keeping any readiness.
+    pub(crate) fn cancel_wait(&self, mode: Mode) {
+        self.pd().slot(mode).cancel_wait();
+    }
+
+    /// Go's `pollSetDeadline`. `mode` `None` sets both directions.
+    pub(crate) fn set_deadline(&self, deadline: Option<Instant>, mode: Option<Mode>) {
+        let pd = self.pd();
+        let shared = &self.handle.shared;
+        let clock = &shared.driver.clock;
+        let d: i64 = match deadline {
+            None => 0,
+            Some(t) => {
+                let ns = clock.instant_ns(t);
+                if ns <= clock.now_ns() {
+                    -1
+                } else {
+                    ns.min(i64::MAX as u64) as i64
+                }
+            }
+        };
+        let mut locked = pd.locked.lock();
+        if locked.closing {
+            return;
+        }
+        let read = mode != Some(Mode::Write);
+        let write = mode != Some(Mode::Read);
+        if read {
+            locked.rd = d;
+        }
+        if write {
+            locked.wd = d;
+        }
+        pd.publish_info(&locked);
+        let mut earliest = None;
+        if read && d > 0 {
+            earliest = self.arm(&mut locked, Mode::Read, d as u64);
+        }
+        if write && d > 0 {
+            earliest = earliest.or(self.arm(&mut locked, Mode::Write, d as u64));
+        }
+        let rw = if read && d < 0 { pd.rg.unblock() } else { None };
+        let ww = if write && d < 0 {
+            pd.wg.unblock()
+        } else {
+            None
+        };
+        drop(locked);
+        if let Some(when) = earliest {
+            shared.timer_added(when);
+        }
+        if let Some(w) = rw {
+            w.wake();
+        }
+        if let Some(w) = ww {
+            w.wake();
+        }
+    }
+
+    /// Makes sure the `mode` timer fires no later than `when`. Returns `Some(when)` if it
+    /// became the earliest timer of the runtime.
+    fn arm(&self, locked: &mut Locked, mode: Mode, when: u64) -> Option<u64> {
+        let time = &self.handle.shared.driver.time;
+        let pd = self.pd.as_ptr() as *const PollDesc;
+        let (timer, armed_at, seq) = match mode {
+            Mode::Read => (&mut locked.rt, &mut locked.rt_when, &mut locked.rseq),
+            Mode::Write => (&mut locked.wt, &mut locked.wt_when, &mut locked.wseq),
+        };
+        if *armed_at != 0 && *armed_at <= when {
+            return None; // fires no later than needed; it re-arms itself (lazy extension)
+        }
+        if *armed_at != 0 {
+            // Moving earlier: the pending firing must be ignored.
+            *seq = seq.wrapping_add(1);
+        }
+        let id = *timer.get_or_insert_with(|| time.new_deadline_timer(pd, mode));
+        *armed_at = when;
+        time.arm_deadline(id, when, *seq).then_some(when)
+    }
+
+    /// Go's `pollUnblock` (the first step of close): marks the descriptor closing and wakes both
+    /// waiters, who fail with the closed error. Later waits fail at once.
+    pub(crate) fn evict(&self) {
+        let pd = self.pd();
+        let time = &self.handle.shared.driver.time;
+        let mut guard = pd.locked.lock();
+        let locked = &mut *guard;
+        if locked.closing {
+            return;
+        }
+        locked.closing = true;
+        locked.rseq = locked.rseq.wrapping_add(1);
+        locked.wseq = locked.wseq.wrapping_add(1);
+        pd.publish_info(locked);
+        let rw = pd.rg.unblock();
+        let ww = pd.wg.unblock();
+        for (timer, when) in [
+            (locked.rt, &mut locked.rt_when),
+            (locked.wt, &mut locked.wt_when),
+        ] {
+            if *when != 0 {
+                if let Some(id) = timer {
+                    time.disarm(id);
+                }
+                *when = 0;
+            }
+        }
+        drop(guard);
+        if let Some(w) = rw {
+            w.wake();
+        }
+        if let Some(w) = ww {
+            w.wake();
+        }
+    }
+
+    /// Go's `pollClose`: removes `fd` from the poller and frees the descriptor. Must run after
+    /// [`Registration::evict`], once no operation is in flight, and before `fd` is closed.
+    pub(crate) fn deregister(&self, fd: std::os::fd::RawFd) {
+        let io = &self.handle.shared.driver.io;
+        // The fd may already be gone from the interest list (e.g. the runtime shut down); there
+        // is nothing useful to do with an error here.
+        let _ = io.poller.deregister(fd);
+        Self::free(io, self.index, self.pd());
+    }
+
+    fn free(io: &driver::IoDriver, index: u32, pd: &PollDesc) {
+        {
+            let mut locked = pd.locked.lock();
+            locked.closing = true;
+            pd.publish_info(&locked);
+            // A new generation: events and timer firings for this use are now stale.
+            let _ = pd
+                .info
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                    let generation = ((old >> GEN_SHIFT) as u32).wrapping_add(1);
+                    Some(((generation as u64) << GEN_SHIFT) | (old & 0xffff_ffff))
+                });
+        }
+        debug_assert!(
+            !pd.rg.has_waiter() && !pd.wg.has_waiter(),
+            "netpoll: freeing a poll descriptor with a waiter"
+        );
+        io.cache.free(index);
+    }
+}

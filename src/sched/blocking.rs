@@ -68,9 +68,9 @@ pub(crate) struct BlockingConfig {
     /// The name of every pool thread (shows in debuggers and `top -H`).
     pub thread_name: String,
     /// Run on each pool thread when it starts, before its first job.
-    pub on_thread_start: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub on_thread_start: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
     /// Run on each pool thread when it stops, after its last job.
-    pub on_thread_stop: Option<Arc<dyn Fn() + Send + Sync>>,
+    pub on_thread_stop: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Default for BlockingConfig {

@@ -1,0 +1,363 @@
+//! The shared socket behind every net type: Go's `internal/poll.FD` plus `netFD`.
+//!
+//! A [`NetFd`] is a cheap clone of one socket. Every operation follows Go's shape
+//! (`internal/poll/fd_unix.go`):
+//!
+//! 1. take the side's lock (read side: read, recv, peek, accept; write side: write, send,
+//!    connect) or, for everything else, a reference — FIFO behind an operation in flight, and
+//!    failing at once with the closed error after `close`;
+//! 2. `prepare`: fail fast on an expired deadline (even when data is ready) and clear stale
+//!    readiness;
+//! 3. loop: try the system call; `EINTR` → retry; `EAGAIN` → wait for readiness (or the
+//!    deadline, or close) and retry; anything else → return it;
+//! 4. unlock; the last operation to leave a closed socket deregisters it from the poller and
+//!    closes the fd, in that order (the fd number cannot be reused while still registered).
+//!
+//! `close` marks the socket closed, wakes every queued and waiting operation with the closed
+//! error, and returns at once; the fd itself is closed when the last operation has left.
+//! Dropping the last clone closes too.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use super::fd_mutex::{Acquire, FdMutex, Side};
+use crate::pd::{Mode, Registration};
+use crate::sched::{context, Handle};
+
+/// Go's `maxRW`: reads and writes on stream sockets are capped at 1 GiB per system call
+/// (some kernels and socket types fail above 2 GiB; 1 GiB keeps alignment).
+const MAX_RW: usize = 1 << 30;
+
+/// One socket, shared by all clones of a net handle.
+#[derive(Clone)]
+pub(crate) struct NetFd {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// # Invariant
+    ///
+    /// Open, non-blocking and registered with `reg` from construction until `destroy`, which
+    /// runs exactly once: when the last reference leaves a closed mutex (see `fd_mutex.rs`), or
+    /// in `Drop` when the socket was never closed. No system call uses it after `destroy`
+    /// because every user holds a reference on `mutex`.
+    fd: RawFd,
+    mutex: FdMutex,
+    reg: Registration,
+}
+
+impl fmt::Debug for NetFd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetFd")
+            .field("fd", &self.inner.fd)
+            .field("closed", &self.inner.mutex.is_closed())
+            .finish()
+    }
+}
+
+impl NetFd {
+    /// Wraps a non-blocking, close-on-exec socket and registers it with the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime context.
+    #[track_caller]
+    pub(crate) fn new(fd: OwnedFd) -> io::Result<NetFd> {
+        let handle = context::current();
+        NetFd::with_handle(fd, &handle)
+    }
+
+    pub(crate) fn with_handle(fd: OwnedFd, handle: &Handle) -> io::Result<NetFd> {
+        // On error `fd` is dropped (closed) here; it was never registered.
+        let reg = Registration::new(handle, fd.as_raw_fd())?;
+        Ok(NetFd {
+            inner: Arc::new(Inner {
+                fd: fd.into_raw_fd(),
+                mutex: FdMutex::new(),
+                reg,
+            }),
+        })
+    }
+
+    /// The fd number (for `AsRawFd`); it stays valid until the socket is closed.
+    pub(crate) fn as_raw_fd(&self) -> RawFd {
+        self.inner.fd
+    }
+
+    /// The runtime this socket is registered with.
+    pub(crate) fn handle(&self) -> &Handle {
+        self.inner.reg.handle()
+    }
+
+    /// A read-side operation: Go's `readLock` + `prepareRead` + the EAGAIN loop around `f`.
+    pub(crate) async fn read_op<R>(
+        &self,
+        mut f: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let _guard = self.lock(Side::Read).await?;
+        self.io_loop(Mode::Read, &mut f).await
+    }
+
+    /// A write-side operation; see [`NetFd::read_op`].
+    pub(crate) async fn write_op<R>(
+        &self,
+        mut f: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let _guard = self.lock(Side::Write).await?;
+        self.io_loop(Mode::Write, &mut f).await
+    }
+
+    /// A read-side operation that returns `Ok(0)` without a system call (and without failing
+    /// on a deadline) when `len == 0`: Go's zero-length `Read` (issue 15735).
+    pub(crate) async fn read_op_or_empty(
+        &self,
+        len: usize,
+        mut f: impl FnMut(RawFd) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let _guard = self.lock(Side::Read).await?;
+        if len == 0 {
+            return Ok(0);
+        }
+        self.io_loop(Mode::Read, &mut f).await
+    }
+
+    async fn io_loop<R>(
+        &self,
+        mode: Mode,
+        f: &mut impl FnMut(RawFd) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let reg = &self.inner.reg;
+        reg.prepare(mode)?;
+        loop {
+            match f(self.inner.fd) {
+                Ok(r) => return Ok(r),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Wait {
+                        reg,
+                        mode,
+                        waiting: false,
+                    }
+                    .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until the socket may be ready in `mode` (or fails on deadline or close), holding
+    /// the side's lock. Used by connect, which has its own loop.
+    pub(crate) async fn wait_write_locked(&self) -> io::Result<()> {
+        Wait {
+            reg: &self.inner.reg,
+            mode: Mode::Write,
+            waiting: false,
+        }
+        .await
+    }
+
+    /// Takes the write lock and prepares the write side (for connect's loop).
+    pub(crate) async fn lock_write(&self) -> io::Result<SideGuard<'_>> {
+        let guard = self.lock(Side::Write).await?;
+        self.inner.reg.prepare(Mode::Write)?;
+        Ok(guard)
+    }
+
+    fn lock(&self, side: Side) -> LockFuture<'_> {
+        LockFuture {
+            fd: self,
+            side,
+            state: LockState::Start,
+        }
+    }
+
+    /// A misc operation (options, addresses, shutdown): Go's `incref`/`decref`.
+    pub(crate) fn with_ref<R>(&self, f: impl FnOnce(RawFd) -> io::Result<R>) -> io::Result<R> {
+        self.inner.mutex.incref()?;
+        let out = f(self.inner.fd);
+        if self.inner.mutex.decref() {
+            self.inner.destroy();
+        }
+        out
+    }
+
+    /// Go's `SetDeadline`/`SetReadDeadline`/`SetWriteDeadline`; `mode` `None` = both.
+    pub(crate) fn set_deadline(
+        &self,
+        deadline: Option<Instant>,
+        mode: Option<Mode>,
+    ) -> io::Result<()> {
+        self.with_ref(|_| {
+            self.inner.reg.set_deadline(deadline, mode);
+            Ok(())
+        })
+    }
+
+    /// Go's `FD.Close`: fails if already closed; otherwise wakes every queued and waiting
+    /// operation (they fail with the closed error) and closes the fd once they have left.
+    pub(crate) fn close(&self) -> io::Result<()> {
+        self.inner.mutex.close()?;
+        self.inner.reg.evict();
+        if self.inner.mutex.decref() {
+            self.inner.destroy();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.mutex.is_closed()
+    }
+}
+
+impl Inner {
+    /// Deregisters, then closes the fd. Runs exactly once (see the invariant on `fd`).
+    fn destroy(&self) {
+        self.reg.deregister(self.fd);
+        // SAFETY: `destroy` runs once, after the last user of the fd left (invariant), so we
+        // own it; `OwnedFd::drop` closes it (not retried on EINTR: Linux always closes).
+        drop(unsafe { OwnedFd::from_raw_fd(self.fd) });
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last clone is gone, so no operation is in flight: close unless `close` did.
+        if self.mutex.close().is_ok() {
+            self.reg.evict();
+            let last = self.mutex.decref();
+            debug_assert!(last, "an operation outlived every handle of its socket");
+            self.destroy();
+        }
+    }
+}
+
+/// Holds a side's lock (and a reference) for one operation.
+pub(crate) struct SideGuard<'a> {
+    fd: &'a NetFd,
+    side: Side,
+}
+
+impl Drop for SideGuard<'_> {
+    fn drop(&mut self) {
+        if self.fd.inner.mutex.unlock(self.side) {
+            self.fd.inner.destroy();
+        }
+    }
+}
+
+enum LockState {
+    Start,
+    Queued(u64),
+    Done,
+}
+
+/// Acquires a side's lock, queueing FIFO behind the operation in flight.
+struct LockFuture<'a> {
+    fd: &'a NetFd,
+    side: Side,
+    state: LockState,
+}
+
+impl<'a> Future for LockFuture<'a> {
+    type Output = io::Result<SideGuard<'a>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mutex = &self.fd.inner.mutex;
+        let ticket = match self.state {
+            LockState::Start => match mutex.lock(self.side)? {
+                Acquire::Locked => {
+                    self.state = LockState::Done;
+                    return Poll::Ready(Ok(SideGuard {
+                        fd: self.fd,
+                        side: self.side,
+                    }));
+                }
+                Acquire::Queued(ticket) => {
+                    self.state = LockState::Queued(ticket);
+                    ticket
+                }
+            },
+            LockState::Queued(ticket) => ticket,
+            LockState::Done => panic!("LockFuture polled after completion"),
+        };
+        match mutex.poll_queued(self.side, ticket, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => {
+                self.state = LockState::Done;
+                Poll::Ready(Ok(SideGuard {
+                    fd: self.fd,
+                    side: self.side,
+                }))
+            }
+            Poll::Ready(Err(e)) => {
+                self.state = LockState::Done;
+                if mutex.decref() {
+                    self.fd.inner.destroy();
+                }
+                Poll::Ready(Err(e.into()))
+            }
+        }
+    }
+}
+
+impl Drop for LockFuture<'_> {
+    fn drop(&mut self) {
+        if let LockState::Queued(ticket) = self.state {
+            if self.fd.inner.mutex.cancel_queued(self.side, ticket) {
+                self.fd.inner.destroy();
+            }
+        }
+    }
+}
+
+/// Go's `pollWait`: one wait for readiness, a deadline or close.
+struct Wait<'a> {
+    reg: &'a Registration,
+    mode: Mode,
+    waiting: bool,
+}
+
+impl Future for Wait<'_> {
+    type Output = io::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.reg.poll_wait(cx, self.mode) {
+            Poll::Pending => {
+                self.waiting = true;
+                Poll::Pending
+            }
+            Poll::Ready(r) => {
+                self.waiting = false;
+                Poll::Ready(r.map_err(Into::into))
+            }
+        }
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if self.waiting {
+            self.reg.cancel_wait(self.mode);
+        }
+    }
+}
+
+/// Converts a `libc` return value into `io::Result`.
+pub(crate) fn cvt(res: isize) -> io::Result<usize> {
+    if res < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(res as usize)
+    }
+}
+
+/// Caps a stream read or write at [`MAX_RW`].
+pub(crate) fn cap_rw(len: usize) -> usize {
+    len.min(MAX_RW)
+}

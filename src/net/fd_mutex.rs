@@ -1,0 +1,561 @@
+//! Go's `internal/poll.fdMutex` for tasks: one read-side and one write-side operation at a time
+//! per socket, a reference count of operations in flight, and close.
+//!
+//! # The state word
+//!
+//! | bits | meaning |
+//! |---|---|
+//! | 0 `CLOSED` | `close` has run: every later lock or reference fails |
+//! | 1 `RLOCK` | a read-side operation (read, recv, accept, peek) holds the read lock |
+//! | 2 `WLOCK` | a write-side operation (write, send, connect) holds the write lock |
+//! | 3–22 | references: operations in flight or queued, plus misc operations and close |
+//! | 23–42 | tasks queued for the read lock |
+//! | 43–62 | tasks queued for the write lock |
+//!
+//! # Protocol
+//!
+//! * **Fast paths** are one CAS on `state` and succeed only when nobody is queued on that side:
+//!   lock = "side unlocked → locked, references + 1"; unlock = "locked → unlocked, references
+//!   − 1".
+//! * **Slow paths** run under `waiters` (a mutex). A task that finds the side locked adds itself
+//!   to the side's FIFO queue and counts itself in the state's wait field, in one critical
+//!   section; an unlock that sees a non-zero wait count hands the lock directly to the first
+//!   queued task (the lock bit stays set; the wait count drops by one) and wakes it. Because
+//!   the wait count only changes under `waiters`, and a fast-path unlock's CAS fails when the
+//!   count is non-zero, a queued task is never forgotten.
+//! * **Close** sets `CLOSED` (one CAS, failing if already closed), then under `waiters` clears
+//!   both wait counts and wakes every queued task, which fails with the closed error.
+//! * The last reference to leave a closed mutex (the CAS that makes it "closed, zero
+//!   references") reports it to its caller, which then destroys the fd: deregister, close.
+//!   That happens exactly once.
+//!
+//! Queued tasks hold a reference, so the fd cannot be destroyed under them. Handing the lock
+//! over directly keeps the queue FIFO (Go re-races woken waiters against newcomers).
+
+use std::collections::VecDeque;
+use std::io;
+use std::task::{Context, Poll, Waker};
+
+use crate::loom::{AtomicU64, Mutex, Ordering};
+
+const CLOSED: u64 = 1 << 0;
+const RLOCK: u64 = 1 << 1;
+const WLOCK: u64 = 1 << 2;
+const REF: u64 = 1 << 3;
+const REF_MASK: u64 = ((1 << 20) - 1) << 3;
+const RWAIT: u64 = 1 << 23;
+const RWAIT_MASK: u64 = ((1 << 20) - 1) << 23;
+const WWAIT: u64 = 1 << 43;
+const WWAIT_MASK: u64 = ((1 << 20) - 1) << 43;
+
+/// Which side of the socket an operation locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Read,
+    Write,
+}
+
+impl Side {
+    fn lock_bit(self) -> u64 {
+        match self {
+            Side::Read => RLOCK,
+            Side::Write => WLOCK,
+        }
+    }
+
+    fn wait_unit(self) -> u64 {
+        match self {
+            Side::Read => RWAIT,
+            Side::Write => WWAIT,
+        }
+    }
+
+    fn wait_mask(self) -> u64 {
+        match self {
+            Side::Read => RWAIT_MASK,
+            Side::Write => WWAIT_MASK,
+        }
+    }
+}
+
+/// Why a lock or reference failed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LockError {
+    /// The socket is closed (Go's `ErrNetClosing`).
+    Closed,
+    /// 2^20 − 1 operations are already in flight or queued (Go panics here; we refuse).
+    TooMany,
+}
+
+impl From<LockError> for io::Error {
+    fn from(e: LockError) -> io::Error {
+        match e {
+            LockError::Closed => crate::pd::closed_error(),
+            LockError::TooMany => {
+                io::Error::other("too many concurrent operations on a single socket (max 1048575)")
+            }
+        }
+    }
+}
+
+pub(crate) struct FdMutex {
+    state: AtomicU64,
+    waiters: Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    read: VecDeque<Waiter>,
+    write: VecDeque<Waiter>,
+    /// The queued task the read lock was handed to, until it notices.
+    read_granted: Option<u64>,
+    write_granted: Option<u64>,
+    next_ticket: u64,
+}
+
+struct Waiter {
+    ticket: u64,
+    waker: Waker,
+}
+
+impl Waiters {
+    fn queue(&mut self, side: Side) -> &mut VecDeque<Waiter> {
+        match side {
+            Side::Read => &mut self.read,
+            Side::Write => &mut self.write,
+        }
+    }
+
+    fn granted(&mut self, side: Side) -> &mut Option<u64> {
+        match side {
+            Side::Read => &mut self.read_granted,
+            Side::Write => &mut self.write_granted,
+        }
+    }
+}
+
+/// The outcome of a lock attempt.
+pub(crate) enum Acquire {
+    /// The lock is held.
+    Locked,
+    /// Queued with this ticket: poll with [`FdMutex::poll_queued`].
+    Queued(u64),
+}
+
+impl FdMutex {
+    pub(crate) fn new() -> FdMutex {
+        FdMutex {
+            state: AtomicU64::new(0),
+            waiters: Mutex::new(Waiters::default()),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Go's `incref`: a reference for an operation that takes no lock.
+    pub(crate) fn incref(&self) -> Result<(), LockError> {
+        let mut old = self.state.load(Ordering::Relaxed);
+        loop {
+            if old & CLOSED != 0 {
+                return Err(LockError::Closed);
+            }
+            if old & REF_MASK == REF_MASK {
+                return Err(LockError::TooMany);
+            }
+            match self.state.compare_exchange_weak(
+                old,
+                old + REF,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => old = actual,
+            }
+        }
+    }
+
+    /// Go's `decref`. Returns true when this was the last reference of a closed mutex: the
+    /// caller must destroy the fd.
+    #[must_use]
+    pub(crate) fn decref(&self) -> bool {
+        let old = self.state.fetch_sub(REF, Ordering::AcqRel);
+        debug_assert!(
+            old & REF_MASK != 0,
+            "inconsistent fd mutex: decref with no reference"
+        );
+        (old - REF) & (REF_MASK | CLOSED) == CLOSED
+    }
+
+    /// Go's `rwlock`, first attempt: takes a reference and either the lock or a queue place.
+    pub(crate) fn lock(&self, side: Side) -> Result<Acquire, LockError> {
+        let bit = side.lock_bit();
+        let mut old = self.state.load(Ordering::Relaxed);
+        // Fast path: side unlocked and nobody queued.
+        loop {
+            if old & CLOSED != 0 {
+                return Err(LockError::Closed);
+            }
+            if old & REF_MASK == REF_MASK {
+                return Err(LockError::TooMany);
+            }
+            if old & bit != 0 || old & side.wait_mask() != 0 {
+                break;
+            }
+            match self.state.compare_exchange_weak(
+                old,
+                (old | bit) + REF,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Acquire::Locked),
+                Err(actual) => old = actual,
+            }
+        }
+        // Slow path, under the waiters lock (module docs).
+        let mut waiters = self.waiters.lock();
+        let mut old = self.state.load(Ordering::Relaxed);
+        loop {
+            if old & CLOSED != 0 {
+                return Err(LockError::Closed);
+            }
+            if old & REF_MASK == REF_MASK || old & side.wait_mask() == side.wait_mask() {
+                return Err(LockError::TooMany);
+            }
+            let (new, queued) = if old & bit == 0 {
+                ((old | bit) + REF, false)
+            } else {
+                (old + REF + side.wait_unit(), true)
+            };
+            match self
+                .state
+                .compare_exchange_weak(old, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) if !queued => return Ok(Acquire::Locked),
+                Ok(_) => break,
+                Err(actual) => old = actual,
+            }
+        }
+        let ticket = waiters.next_ticket;
+        waiters.next_ticket += 1;
+        // The waker is filled in by the first `poll_queued`; a no-op one until then.
+        waiters.queue(side).push_back(Waiter {
+            ticket,
+            waker: Waker::noop().clone(),
+        });
+        Ok(Acquire::Queued(ticket))
+    }
+
+    /// Polls a queued lock attempt. `Ready(Ok)` = the lock is now held; `Ready(Err(Closed))` =
+    /// the socket was closed while queued (the reference is still held: release it with
+    /// `decref`).
+    pub(crate) fn poll_queued(
+        &self,
+        side: Side,
+        ticket: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), LockError>> {
+        let mut waiters = self.waiters.lock();
+        if *waiters.granted(side) == Some(ticket) {
+            *waiters.granted(side) = None;
+            return Poll::Ready(Ok(()));
+        }
+        match waiters.queue(side).iter_mut().find(|w| w.ticket == ticket) {
+            Some(w) => {
+                if !w.waker.will_wake(cx.waker()) {
+                    w.waker = cx.waker().clone();
+                }
+                Poll::Pending
+            }
+            // Not queued and not granted: close emptied the queue.
+            None => Poll::Ready(Err(LockError::Closed)),
+        }
+    }
+
+    /// A queued attempt was abandoned (its future dropped). Returns true when the caller must
+    /// destroy the fd (see `decref`).
+    #[must_use]
+    pub(crate) fn cancel_queued(&self, side: Side, ticket: u64) -> bool {
+        let mut waiters = self.waiters.lock();
+        if *waiters.granted(side) == Some(ticket) {
+            // The lock was handed to us: pass it on.
+            *waiters.granted(side) = None;
+            let wake = self.unlock_locked(side, &mut waiters);
+            drop(waiters);
+            if let Some(w) = wake {
+                w.wake();
+            }
+            return self.decref();
+        }
+        let queue = waiters.queue(side);
+        if let Some(i) = queue.iter().position(|w| w.ticket == ticket) {
+            queue.remove(i);
+            self.state.fetch_sub(side.wait_unit(), Ordering::AcqRel);
+        }
+        drop(waiters);
+        self.decref()
+    }
+
+    /// Go's `rwunlock`. Returns true when the caller must destroy the fd.
+    #[must_use]
+    pub(crate) fn unlock(&self, side: Side) -> bool {
+        let bit = side.lock_bit();
+        let mut old = self.state.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(old & bit != 0, "inconsistent fd mutex: unlock without lock");
+            if old & side.wait_mask() != 0 {
+                break;
+            }
+            match self.state.compare_exchange_weak(
+                old,
+                (old & !bit) - REF,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return ((old & !bit) - REF) & (REF_MASK | CLOSED) == CLOSED,
+                Err(actual) => old = actual,
+            }
+        }
+        let mut waiters = self.waiters.lock();
+        let wake = self.unlock_locked(side, &mut waiters);
+        drop(waiters);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        self.decref()
+    }
+
+    /// Releases the side's lock under `waiters`: hands it to the first queued task if there is
+    /// one (returning its waker), else clears the lock bit. The caller still holds its
+    /// reference.
+    fn unlock_locked(&self, side: Side, waiters: &mut Waiters) -> Option<Waker> {
+        match waiters.queue(side).pop_front() {
+            Some(next) => {
+                self.state.fetch_sub(side.wait_unit(), Ordering::AcqRel);
+                *waiters.granted(side) = Some(next.ticket);
+                Some(next.waker)
+            }
+            None => {
+                self.state.fetch_and(!side.lock_bit(), Ordering::AcqRel);
+                None
+            }
+        }
+    }
+
+    /// Go's `increfAndClose`: marks the mutex closed (failing if it already was), takes a
+    /// reference for the closer, and fails every queued task. The caller then unblocks the
+    /// operations in flight (evicts the descriptor) and calls `decref`.
+    pub(crate) fn close(&self) -> Result<(), LockError> {
+        let mut old = self.state.load(Ordering::Relaxed);
+        loop {
+            if old & CLOSED != 0 {
+                return Err(LockError::Closed);
+            }
+            if old & REF_MASK == REF_MASK {
+                return Err(LockError::TooMany);
+            }
+            let new = ((old | CLOSED) + REF) & !(RWAIT_MASK | WWAIT_MASK);
+            match self
+                .state
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => old = actual,
+            }
+        }
+        let mut guard = self.waiters.lock();
+        let waiters = &mut *guard;
+        let queued: Vec<Waiter> = waiters
+            .read
+            .drain(..)
+            .chain(waiters.write.drain(..))
+            .collect();
+        drop(guard);
+        for w in queued {
+            w.waker.wake();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    // Go: TestMutexLock
+    #[test]
+    fn lock_and_reference_on_an_open_mutex_are_not_last() {
+        let mu = FdMutex::new();
+        mu.incref().unwrap();
+        assert!(!mu.decref());
+        assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+        assert!(!mu.unlock(Side::Read));
+        assert!(matches!(mu.lock(Side::Write), Ok(Acquire::Locked)));
+        assert!(!mu.unlock(Side::Write));
+    }
+
+    // Go: TestMutexClose
+    #[test]
+    fn everything_fails_after_close() {
+        let mu = FdMutex::new();
+        mu.close().unwrap();
+        assert_eq!(mu.incref(), Err(LockError::Closed));
+        assert!(matches!(mu.lock(Side::Read), Err(LockError::Closed)));
+        assert!(matches!(mu.lock(Side::Write), Err(LockError::Closed)));
+        assert_eq!(mu.close(), Err(LockError::Closed));
+        assert!(mu.decref(), "the closer's reference is the last");
+    }
+
+    // Go: TestMutexCloseUnblock
+    #[test]
+    fn close_fails_every_queued_task_and_the_last_unlock_destroys() {
+        let mu = FdMutex::new();
+        assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        let tickets: Vec<u64> = (0..4)
+            .map(|_| match mu.lock(Side::Read).unwrap() {
+                Acquire::Queued(t) => t,
+                Acquire::Locked => panic!("the read lock is held"),
+            })
+            .collect();
+        for &t in &tickets {
+            assert!(mu.poll_queued(Side::Read, t, &mut cx).is_pending());
+        }
+        mu.close().unwrap();
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        for &t in &tickets {
+            assert_eq!(
+                mu.poll_queued(Side::Read, t, &mut cx),
+                Poll::Ready(Err(LockError::Closed))
+            );
+            assert!(!mu.decref());
+        }
+        assert!(!mu.decref(), "the closer's reference");
+        assert!(
+            mu.unlock(Side::Read),
+            "the last operation to leave destroys"
+        );
+    }
+
+    #[test]
+    fn unlock_hands_the_lock_to_queued_tasks_in_fifo_order() {
+        let mu = FdMutex::new();
+        assert!(matches!(mu.lock(Side::Write), Ok(Acquire::Locked)));
+        let (_, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        let a = match mu.lock(Side::Write).unwrap() {
+            Acquire::Queued(t) => t,
+            _ => unreachable!(),
+        };
+        let b = match mu.lock(Side::Write).unwrap() {
+            Acquire::Queued(t) => t,
+            _ => unreachable!(),
+        };
+        assert!(mu.poll_queued(Side::Write, b, &mut cx).is_pending());
+        assert!(!mu.unlock(Side::Write));
+        assert!(mu.poll_queued(Side::Write, b, &mut cx).is_pending());
+        assert_eq!(mu.poll_queued(Side::Write, a, &mut cx), Poll::Ready(Ok(())));
+        // A newcomer cannot barge ahead of b.
+        assert!(matches!(mu.lock(Side::Write), Ok(Acquire::Queued(_))));
+        assert!(!mu.unlock(Side::Write));
+        assert_eq!(mu.poll_queued(Side::Write, b, &mut cx), Poll::Ready(Ok(())));
+    }
+
+    #[test]
+    fn read_and_write_sides_are_independent() {
+        let mu = FdMutex::new();
+        assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+        assert!(matches!(mu.lock(Side::Write), Ok(Acquire::Locked)));
+        assert!(!mu.unlock(Side::Read));
+        assert!(!mu.unlock(Side::Write));
+    }
+
+    #[test]
+    fn an_abandoned_grant_passes_the_lock_on() {
+        let mu = FdMutex::new();
+        assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+        let (_, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        let a = match mu.lock(Side::Read).unwrap() {
+            Acquire::Queued(t) => t,
+            _ => unreachable!(),
+        };
+        let b = match mu.lock(Side::Read).unwrap() {
+            Acquire::Queued(t) => t,
+            _ => unreachable!(),
+        };
+        assert!(!mu.unlock(Side::Read)); // granted to a
+        assert!(!mu.cancel_queued(Side::Read, a)); // a gives up: b gets it
+        assert_eq!(mu.poll_queued(Side::Read, b, &mut cx), Poll::Ready(Ok(())));
+        assert!(!mu.unlock(Side::Read));
+        assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+    }
+
+    // Go: TestMutexOverflowPanic, as an error instead of a panic.
+    #[test]
+    fn too_many_references_is_an_error_not_a_panic() {
+        let mu = FdMutex::new();
+        for _ in 0..(1 << 20) - 1 {
+            mu.incref().unwrap();
+        }
+        assert_eq!(mu.incref(), Err(LockError::TooMany));
+        let e: io::Error = LockError::TooMany.into();
+        assert!(e.to_string().contains("too many"));
+    }
+
+    // Go: TestMutexStress — mutual exclusion per side under contention.
+    #[test]
+    fn each_side_admits_one_holder_at_a_time_under_contention() {
+        use std::sync::atomic::AtomicBool;
+        let mu = Arc::new(FdMutex::new());
+        let inside = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let mu = mu.clone();
+                let inside = inside.clone();
+                std::thread::spawn(move || {
+                    let side = if i % 2 == 0 { Side::Read } else { Side::Write };
+                    let flag = &inside[i % 2];
+                    let (_, w) = waker();
+                    let mut cx = Context::from_waker(&w);
+                    for _ in 0..2000 {
+                        match mu.lock(side).unwrap() {
+                            Acquire::Locked => {}
+                            Acquire::Queued(t) => loop {
+                                match mu.poll_queued(side, t, &mut cx) {
+                                    Poll::Ready(r) => break r.unwrap(),
+                                    Poll::Pending => std::thread::yield_now(),
+                                }
+                            },
+                        }
+                        assert!(!flag.swap(true, std::sync::atomic::Ordering::SeqCst));
+                        flag.store(false, std::sync::atomic::Ordering::SeqCst);
+                        assert!(!mu.unlock(side));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        mu.close().unwrap();
+        assert!(mu.decref());
+    }
+}

@@ -1,0 +1,451 @@
+//! TCP: Go's `net.TCPListener` and `net.TCPConn`.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+use super::fd::{cap_rw, NetFd};
+use super::socket;
+use crate::pd::Mode;
+
+/// A TCP listening socket.
+///
+/// Clones share the socket. [`TcpListener::close`] (from any clone) wakes a pending `accept`
+/// with the closed error; dropping the last clone closes the socket.
+///
+/// ```
+/// # let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
+/// # rt.block_on(async {
+/// use netpoll::net::{TcpListener, TcpStream};
+/// let ln = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = ln.local_addr()?;
+/// netpoll::spawn(async move {
+///     let (conn, _) = ln.accept().await.unwrap();
+///     let mut buf = [0; 5];
+///     conn.read_exact(&mut buf).await.unwrap();
+///     conn.write_all(&buf).await.unwrap();
+/// });
+/// let conn = TcpStream::connect(addr).await?;
+/// conn.write_all(b"hello").await?;
+/// let mut buf = [0; 5];
+/// conn.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct TcpListener {
+    fd: NetFd,
+}
+
+/// A TCP connection.
+///
+/// Clones share the connection: one task can read while another writes, and any clone can
+/// close it. See the [module docs](super) for deadlines and close semantics.
+#[derive(Clone)]
+pub struct TcpStream {
+    fd: NetFd,
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        ));
+    }
+    Ok(addrs)
+}
+
+impl TcpListener {
+    /// Binds and listens on `addr` (the first address that works), with `SO_REUSEADDR` and the
+    /// system's maximum backlog.
+    ///
+    /// Host names are resolved on the calling thread; pass an IP address (or use
+    /// [`lookup_host`](super::lookup_host)) to avoid blocking a worker.
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime context.
+    #[track_caller]
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let handle = crate::sched::context::current();
+        let mut last = None;
+        for addr in resolve(addr)? {
+            match socket::tcp_listener(addr) {
+                Ok(s) => {
+                    let fd = NetFd::with_handle(OwnedFd::from(s), &handle)?;
+                    return Ok(TcpListener { fd });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Wraps a listening `std` socket (made non-blocking here).
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime context.
+    #[track_caller]
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
+            fd: NetFd::new(OwnedFd::from(listener))?,
+        })
+    }
+
+    /// Waits for a connection. The new stream has `TCP_NODELAY` and keep-alive set, and
+    /// belongs to the listener's runtime.
+    ///
+    /// Connections reset while queued are skipped (Go). Running out of file descriptors
+    /// (`EMFILE`, `ENFILE`) is returned to the caller; the listener keeps working once
+    /// descriptors are free again.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (fd, addr) = self
+            .fd
+            .read_op(|fd| loop {
+                match socket::accept(fd) {
+                    Err(e) if socket::is_aborted(&e) => continue,
+                    other => return other,
+                }
+            })
+            .await?;
+        let socket = Socket::from(fd);
+        // Go ignores these errors too: the peer may already have gone.
+        let _ = socket::set_tcp_defaults(&socket);
+        let addr = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::other("accepted a non-inet connection"))?;
+        let fd = NetFd::with_handle(OwnedFd::from(socket), self.fd.handle())?;
+        Ok((TcpStream { fd }, addr))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.with_ref(socket::local_addr)
+    }
+
+    /// Sets the deadline for `accept` (`None` clears). See the module docs.
+    pub fn set_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(deadline, None)
+    }
+
+    /// Closes the listener: a pending `accept` fails with the closed error.
+    pub fn close(&self) -> io::Result<()> {
+        self.fd.close()
+    }
+
+    /// `IP_TTL` of accepted connections.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.ttl_v4()))
+    }
+
+    /// Sets `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.set_ttl_v4(ttl)))
+    }
+}
+
+impl TcpStream {
+    /// Connects to `addr`, trying each resolved address in turn.
+    ///
+    /// Host names are resolved on the calling thread (see [`TcpListener::bind`]).
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        Self::connect_with(addr, None).await
+    }
+
+    /// Connects, failing with `TimedOut` if the connection is not established within
+    /// `timeout` (Go's `DialTimeout`).
+    pub async fn connect_timeout(
+        addr: impl ToSocketAddrs,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        let deadline = Instant::now().checked_add(timeout);
+        Self::connect_with(addr, Some(deadline.unwrap_or_else(far_future))).await
+    }
+
+    /// Connects, failing with `TimedOut` if the connection is not established by `deadline`
+    /// (Go's `Dialer.Deadline`; a past deadline fails at once).
+    pub async fn connect_deadline(
+        addr: impl ToSocketAddrs,
+        deadline: Instant,
+    ) -> io::Result<TcpStream> {
+        Self::connect_with(addr, Some(deadline)).await
+    }
+
+    async fn connect_with(
+        addr: impl ToSocketAddrs,
+        deadline: Option<Instant>,
+    ) -> io::Result<TcpStream> {
+        let mut last = None;
+        for addr in resolve(addr)? {
+            match Self::connect_addr(addr, deadline).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Go's `netFD.connect`: start a non-blocking connect, then wait for writability and read
+    /// `SO_ERROR`, confirming with `getpeername` because the poller may wake spuriously.
+    async fn connect_addr(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        let s = socket::new_socket(Domain::for_address(addr), Type::STREAM)?;
+        let fd = NetFd::new(OwnedFd::from(s))?;
+        if deadline.is_some() {
+            fd.set_deadline(deadline, Some(Mode::Write))?;
+        }
+        {
+            let _guard = fd.lock_write().await?;
+            let raw = fd.as_raw_fd();
+            let started = socket::with_socket(raw, |s| s.connect(&addr.into()));
+            match started {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EISCONN) => {}
+                Err(e) if in_progress(&e) => loop {
+                    fd.wait_write_locked().await?;
+                    match socket::take_error(raw)? {
+                        Some(e) if in_progress(&e) => continue,
+                        Some(e) if e.raw_os_error() == Some(libc::EISCONN) => break,
+                        Some(e) => return Err(e),
+                        None => match socket::peer_addr(raw) {
+                            Ok(_) => break,
+                            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => continue,
+                            Err(e) => return Err(e),
+                        },
+                    }
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        if deadline.is_some() {
+            fd.set_deadline(None, Some(Mode::Write))?;
+        }
+        fd.with_ref(|raw| socket::with_socket(raw, socket::set_tcp_defaults))?;
+        Ok(TcpStream { fd })
+    }
+
+    /// Wraps a connected `std` stream (made non-blocking here).
+    ///
+    /// # Panics
+    ///
+    /// Outside a runtime context.
+    #[track_caller]
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream {
+            fd: NetFd::new(OwnedFd::from(stream))?,
+        })
+    }
+
+    /// Reads into `buf`, waiting for data. `Ok(0)` means the peer closed its side (or `buf` is
+    /// empty, which returns at once).
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        self.fd
+            .read_op_or_empty(len, |fd| socket::recv(fd, &mut buf[..cap_rw(len)], 0))
+            .await
+    }
+
+    /// Reads exactly `buf.len()` bytes, holding the read side for the whole call.
+    ///
+    /// Fails with `UnexpectedEof` if the peer closes first; on an error the bytes already read
+    /// are lost, as with `std::io::Read::read_exact`.
+    pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+        let len = buf.len();
+        let mut done = 0;
+        self.fd
+            .read_op_or_empty(len, |fd| {
+                while done < len {
+                    match socket::recv(fd, &mut buf[done..done + cap_rw(len - done)], 0)? {
+                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        n => done += n,
+                    }
+                }
+                Ok(len)
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Scatter read (`readv`).
+    pub async fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.fd
+            .read_op_or_empty(len, |fd| socket::readv(fd, bufs))
+            .await
+    }
+
+    /// Reads without consuming (`MSG_PEEK`).
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len();
+        self.fd
+            .read_op_or_empty(len, |fd| {
+                socket::recv(fd, &mut buf[..cap_rw(len)], libc::MSG_PEEK)
+            })
+            .await
+    }
+
+    /// Writes some of `buf`, waiting for buffer space; returns how much was written.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.fd
+            .write_op(|fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
+            .await
+    }
+
+    /// Writes all of `buf`, holding the write side for the whole call, so that writes from
+    /// several clones never interleave (Go's `Write`).
+    ///
+    /// On an error (a deadline, a reset) part of `buf` may have been written.
+    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        let mut done = 0;
+        self.fd
+            .write_op(|fd| {
+                while done < buf.len() {
+                    done += socket::send(fd, &buf[done..done + cap_rw(buf.len() - done)])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Gather write (`sendmsg` with `MSG_NOSIGNAL`).
+    pub async fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.fd.write_op(|fd| socket::sendv(fd, bufs)).await
+    }
+
+    /// Shuts down one or both directions (half-close). Pending operations in that direction
+    /// see EOF (read) or `BrokenPipe` (write).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.shutdown(how)))
+    }
+
+    /// Closes the connection from any clone: every pending operation fails with the closed
+    /// error. Closing twice fails with the closed error.
+    pub fn close(&self) -> io::Result<()> {
+        self.fd.close()
+    }
+
+    /// Sets the read and write deadlines (`None` clears).
+    pub fn set_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(deadline, None)
+    }
+
+    /// Sets the read deadline (`None` clears).
+    pub fn set_read_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(deadline, Some(Mode::Read))
+    }
+
+    /// Sets the write deadline (`None` clears).
+    pub fn set_write_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
+        self.fd.set_deadline(deadline, Some(Mode::Write))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.with_ref(socket::local_addr)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.fd.with_ref(socket::peer_addr)
+    }
+
+    /// Sets `TCP_NODELAY` (on by default, as in Go).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.set_tcp_nodelay(nodelay)))
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.tcp_nodelay()))
+    }
+
+    /// Keep-alive probes after `idle` (and every `idle` after that, 9 times); `None` turns them
+    /// off. Default: 15 s.
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| socket::set_keepalive(s, idle)))
+    }
+
+    /// `SO_LINGER`: `Some(ZERO)` makes close send a reset.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.set_linger(linger)))
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.ttl_v4()))
+    }
+
+    /// Sets `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.fd
+            .with_ref(|fd| socket::with_socket(fd, |s| s.set_ttl_v4(ttl)))
+    }
+
+    /// Takes the socket's pending error (`SO_ERROR`).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.fd.with_ref(socket::take_error)
+    }
+}
+
+fn in_progress(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINPROGRESS) | Some(libc::EALREADY) | Some(libc::EINTR)
+    )
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TcpListener");
+        if let Ok(addr) = self.local_addr() {
+            d.field("addr", &addr);
+        }
+        d.field("fd", &self.fd.as_raw_fd()).finish()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TcpStream");
+        if let Ok(addr) = self.local_addr() {
+            d.field("addr", &addr);
+        }
+        if let Ok(peer) = self.peer_addr() {
+            d.field("peer", &peer);
+        }
+        d.field("fd", &self.fd.as_raw_fd()).finish()
+    }
+}

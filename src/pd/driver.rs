@@ -1,0 +1,106 @@
+//! The I/O driver: the OS poller plus the descriptor cache, and Go's `netpoll(delay)` — turning
+//! one `epoll_wait` into a batch of ready tasks.
+
+use std::io;
+use std::task::Waker;
+use std::time::Duration;
+
+use super::cache::Cache;
+use super::Mode;
+use crate::loom::Mutex;
+use crate::sched::inject::Batch;
+use crate::sched::{task, Handle};
+use crate::sys::{Events, Poller};
+
+pub(crate) struct IoDriver {
+    pub(super) poller: Poller,
+    pub(super) cache: Cache,
+    /// The event buffer of the one machine blocked in the poller (the scheduler's `lastpoll`
+    /// protocol makes it uncontended).
+    blocking_events: Mutex<Events>,
+    /// The event buffer for non-blocking polls; `try_lock` failing means another thread is
+    /// already polling (Go's `sched.pollingNet`), so this one need not.
+    nonblocking_events: Mutex<Events>,
+}
+
+impl IoDriver {
+    pub(crate) fn new() -> io::Result<IoDriver> {
+        Ok(IoDriver {
+            poller: Poller::new()?,
+            cache: Cache::new(),
+            blocking_events: Mutex::new(Events::new()),
+            nonblocking_events: Mutex::new(Events::new()),
+        })
+    }
+
+    /// The blocking poll (`timeout` `None` = until woken). Ready tasks are added to `batch`.
+    pub(crate) fn poll(&self, timeout: Option<Duration>, batch: &mut Batch) {
+        let mut events = self.blocking_events.lock();
+        self.wait(&mut events, timeout, batch);
+    }
+
+    /// A non-blocking poll, unless another thread is polling. Returns whether it polled.
+    pub(crate) fn try_poll(&self, batch: &mut Batch) -> bool {
+        let Some(mut events) = self.nonblocking_events.try_lock() else {
+            return false;
+        };
+        self.wait(&mut events, Some(Duration::ZERO), batch);
+        true
+    }
+
+    fn wait(&self, events: &mut Events, timeout: Option<Duration>, batch: &mut Batch) {
+        if let Err(e) = self.poller.wait(events, timeout) {
+            // epoll_wait fails only on programming errors (EBADF, EFAULT, EINVAL); Go throws.
+            panic!("netpoll: epoll_wait failed: {e}");
+        }
+        for event in events.iter() {
+            let token = event.token();
+            let index = token as u32;
+            let generation = (token >> 32) as u32;
+            let Some(pd) = self.cache.get(index) else {
+                continue;
+            };
+            if pd.generation() != generation {
+                continue; // an event for an earlier socket that used this descriptor
+            }
+            pd.set_event_err(event.is_error_only(), generation);
+            if event.is_readable() {
+                if let Some(waker) = pd.notify_ready(Mode::Read) {
+                    route(waker, batch);
+                }
+            }
+            if event.is_writable() {
+                if let Some(waker) = pd.notify_ready(Mode::Write) {
+                    route(waker, batch);
+                }
+            }
+        }
+    }
+
+    /// Breaks the blocking poll (deduplicated; Go's `netpollBreak`).
+    pub(crate) fn wake(&self) {
+        if let Err(e) = self.poller.wake() {
+            panic!("netpoll: waking the poller failed: {e}");
+        }
+    }
+
+    /// Marks every descriptor closing and wakes its waiters (runtime shutdown).
+    pub(crate) fn shutdown(&self) {
+        self.cache.for_each(|pd| pd.shutdown());
+    }
+
+    /// Descriptors in use (registered sockets).
+    pub(crate) fn registered(&self) -> usize {
+        self.cache.in_use()
+    }
+}
+
+/// Sends a waker's task to `batch` if it is one of ours (no wake-up per task: the batch is
+/// injected at once), or wakes a foreign waker directly.
+pub(crate) fn route(waker: Waker, batch: &mut Batch) {
+    match task::take_notified::<Handle>(waker) {
+        Ok(Some(task)) => batch.push(task),
+        Ok(None) => {}
+        Err(waker) => waker.wake(),
+    }
+}

@@ -1,0 +1,216 @@
+//! The monitor thread: Go's `sysmon`.
+//!
+//! It runs no tasks. Each round it:
+//!
+//! 1. polls the network without blocking if nobody has for [`FORCE_POLL_AFTER`] (every core is
+//!    busy running tasks and none is blocked in the poller), so that readiness is never left
+//!    waiting longer than that (Go: `lastpoll + 10ms < now`);
+//! 2. runs timers that are overdue by [`FORCE_POLL_AFTER`] (a backstop: normally machines run
+//!    them when idle or every 61 ticks);
+//! 3. takes the core away from a machine that has been inside one task's poll for longer than
+//!    [`STUCK_AFTER`] — a task blocking its thread in a system call or a long computation — and
+//!    hands it to another machine, so the core's other tasks keep running (Go's `retake` and
+//!    `handoffp`). The stuck machine becomes a spare when its poll returns.
+//!
+//! It sleeps [`MIN_DELAY`] between rounds, doubling after [`IDLE_ROUNDS_BEFORE_BACKOFF`] rounds
+//! that found nothing to do, up to [`MAX_DELAY`]; and when every core has been idle for
+//! [`IDLE_ROUNDS_BEFORE_SLEEP`] rounds it sleeps until a core becomes busy (Go's
+//! `sysmonwait`), so an idle runtime costs no wake-ups.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+
+use super::inject::Batch;
+use super::Handle;
+use crate::loom::{fence, AtomicBool, Condvar, Mutex, Ordering};
+
+/// Go's sysmon forces a network poll when none happened for 10 ms.
+const FORCE_POLL_AFTER: u64 = 10_000_000;
+/// Go preempts a goroutine that ran for 10 ms (`forcePreemptNS`); we hand its core off.
+const STUCK_AFTER: u64 = 10_000_000;
+/// Go starts at 20 µs because it also retakes Ps from short system calls; our thresholds are
+/// 10 ms, so a 1 ms tick is fine-grained enough and costs far fewer wake-ups.
+const MIN_DELAY: Duration = Duration::from_millis(1);
+const MAX_DELAY: Duration = Duration::from_millis(10);
+const IDLE_ROUNDS_BEFORE_BACKOFF: u32 = 20;
+/// About a second of a fully idle runtime at the 10 ms delay.
+const IDLE_ROUNDS_BEFORE_SLEEP: u32 = 120;
+
+pub(crate) struct Monitor {
+    state: Mutex<State>,
+    condvar: Condvar,
+    /// Set while the monitor sleeps until a core becomes busy; read (cheaply) by machines
+    /// taking a core.
+    asleep: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct State {
+    shutdown: bool,
+}
+
+impl Monitor {
+    pub(crate) fn new() -> Monitor {
+        Monitor {
+            state: Mutex::new(State { shutdown: false }),
+            condvar: Condvar::new(),
+            asleep: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// A core became busy. Pairs with the fence in `run` before it re-checks the idle count.
+    pub(crate) fn core_busy(&self) {
+        fence(Ordering::SeqCst);
+        if self.asleep.load(Ordering::Relaxed) {
+            let _state = self.state.lock();
+            self.asleep.store(false, Ordering::Relaxed);
+            self.condvar.notify_one();
+        }
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.state.lock().shutdown = true;
+        self.condvar.notify_one();
+        if let Some(thread) = self.thread.lock().take() {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// Sleeps for `delay`, or until woken if `delay` is `None`. Returns false at shutdown.
+    fn sleep(&self, delay: Option<Duration>) -> bool {
+        let mut state = self.state.lock();
+        if state.shutdown {
+            return false;
+        }
+        match delay {
+            Some(d) => state = self.condvar.wait_timeout(state, d),
+            None => {
+                while self.asleep.load(Ordering::Relaxed) && !state.shutdown {
+                    state = self.condvar.wait(state);
+                }
+            }
+        }
+        !state.shutdown
+    }
+}
+
+pub(super) fn start(handle: &Handle) -> io::Result<()> {
+    let h = handle.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("{}-sysmon", handle.shared.config.thread_name))
+        .spawn(move || run(h))?;
+    *handle.shared.sysmon.thread.lock() = Some(thread);
+    Ok(())
+}
+
+fn run(handle: Handle) {
+    let shared = &*handle.shared;
+    let monitor = &shared.sysmon;
+    let clock = &shared.driver.clock;
+    // Per machine: the poll sequence number last seen and when it was first seen.
+    let mut seen: HashMap<usize, (u64, u64)> = HashMap::new();
+    let mut delay = MIN_DELAY;
+    let mut idle_rounds = 0u32;
+    let mut all_idle_rounds = 0u32;
+
+    loop {
+        let mut sleep_for = Some(delay);
+        if all_idle_rounds >= IDLE_ROUNDS_BEFORE_SLEEP {
+            monitor.asleep.store(true, Ordering::Relaxed);
+            // Pairs with the fence in `core_busy`.
+            fence(Ordering::SeqCst);
+            if shared.idle.nidle() == shared.idle.ncores() {
+                sleep_for = None;
+            } else {
+                monitor.asleep.store(false, Ordering::Relaxed);
+            }
+            all_idle_rounds = 0;
+        }
+        if !monitor.sleep(sleep_for) {
+            return;
+        }
+        monitor.asleep.store(false, Ordering::Relaxed);
+
+        let now = clock.now_ns();
+        let mut progress = false;
+
+        // 1. The network, if nobody polled lately.
+        let last = shared.lastpoll.load(Ordering::Relaxed);
+        if last != 0
+            && last + FORCE_POLL_AFTER < now
+            && shared
+                .lastpoll
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let mut batch = Batch::new();
+            if shared.driver.io.try_poll(&mut batch) && !batch.is_empty() {
+                inject(&handle, batch);
+                progress = true;
+            }
+        }
+
+        // 2. Overdue timers.
+        let next = shared.driver.time.next_expiration_ns();
+        if next != u64::MAX && next + FORCE_POLL_AFTER < now {
+            let mut batch = Batch::new();
+            shared.driver.time.process(shared, now, &mut batch);
+            if !batch.is_empty() {
+                inject(&handle, batch);
+                progress = true;
+            }
+        }
+
+        // 3. Machines stuck in one poll.
+        let machines = shared.machines.lock().clone();
+        seen.retain(|id, _| machines.iter().any(|m| m.id() == *id));
+        for m in &machines {
+            let seq = m.poll_seq();
+            if seq & 1 == 0 {
+                seen.remove(&m.id());
+                continue;
+            }
+            match seen.get(&m.id()) {
+                Some(&(s, since)) if s == seq => {
+                    if now.saturating_sub(since) >= STUCK_AFTER {
+                        if let Some(core) = m.take_core() {
+                            handle.handoff(core);
+                            progress = true;
+                        }
+                        seen.remove(&m.id());
+                    }
+                }
+                _ => {
+                    seen.insert(m.id(), (seq, now));
+                }
+            }
+        }
+        drop(machines);
+
+        if progress {
+            delay = MIN_DELAY;
+            idle_rounds = 0;
+        } else {
+            idle_rounds += 1;
+            if idle_rounds > IDLE_ROUNDS_BEFORE_BACKOFF {
+                delay = (delay * 2).min(MAX_DELAY);
+            }
+        }
+        if shared.idle.nidle() == shared.idle.ncores() && seen.is_empty() {
+            all_idle_rounds += 1;
+        } else {
+            all_idle_rounds = 0;
+        }
+    }
+}
+
+/// Puts a batch found by the monitor on the global queue and starts cores for it.
+fn inject(handle: &Handle, batch: Batch) {
+    let n = batch.len();
+    handle.shared.inject.splice(batch);
+    handle.start_idle(n);
+}

@@ -1,0 +1,507 @@
+//! Machines (worker threads) and cores: Go's `schedule`, `findRunnable` and `injectglist`.
+//!
+//! See the module docs of `sched` for the design. This file holds the loop every machine runs:
+//! take a core, run its tasks, look for more work (timers, global queue, network, stealing),
+//! and when there is none give the core back and either block in the poller or park.
+//!
+//! # Who may touch a core
+//!
+//! A [`Core`] is owned by exactly one party at a time, which holds it as a `Box<Core>`: the idle
+//! list, a machine, or (between the two) the monitor handing it over. While its machine polls a
+//! task, the core sits in the machine's `core_slot`, an `AtomicPtr<Core>`. Whoever swaps a
+//! non-null pointer out of the slot owns the core until it stores it back:
+//!
+//! * the task being polled, when it wakes or spawns another task (`Handle::schedule_task`):
+//!   swap out, push, store back;
+//! * the machine, when the poll returns: swap out, carry on;
+//! * the monitor, when the poll has lasted longer than [`super::sysmon`]'s threshold: swap out
+//!   and hand the core to another machine (Go's `retake`/`handoffp`). The stuck machine finds
+//!   the slot empty when its poll returns and becomes a spare.
+//!
+//! Only the current owner ever stores a non-null pointer, so the slot never holds a core that
+//! two parties believe they own. `Release` on store pairs with `Acquire`/`AcqRel` on swap, so the
+//! new owner sees the core's contents as the last owner left them.
+
+use std::ptr::{self, NonNull};
+use std::sync::Arc as StdArc;
+
+use super::idle::{self, Start};
+use super::inject::{Batch, GLOBAL_POLL_INTERVAL};
+use super::queue::{self, Local, LOCAL_QUEUE_CAPACITY};
+use super::task::Notified;
+use super::{context, Handle, Shared};
+use crate::loom::{AtomicPtr, AtomicU64, Ordering};
+
+/// How many times in a row a task may run from the `next` slot before it is sent to the back of
+/// the ring: a pair of tasks that keep waking each other would otherwise starve the rest of the
+/// queue. Go lets such a pair share one time slice; tokio caps its LIFO slot at 3 polls per tick.
+const MAX_NEXT_STREAK: u32 = 3;
+
+/// Rounds of stealing over all cores before a spinning machine gives up (Go's `stealTries`).
+const STEAL_ROUNDS: usize = 4;
+
+/// How long a spare machine (started to take over a stuck core) stays parked before it exits,
+/// when there are more machines than cores plus one. Go keeps idle Ms forever; we retire extras.
+const SPARE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A core (Go's P): a run queue and the right to run tasks.
+pub(crate) struct Core {
+    index: usize,
+    /// Owner half of this core's ring; the steal half is `Shared::remotes[index]`.
+    run_queue: Local<Notified<Handle>>,
+    /// The task most recently woken by the task running on this core (Go's `runnext`): it runs
+    /// next, while its data is still in cache.
+    next: Option<Notified<Handle>>,
+    /// Consecutive polls taken from `next`, capped by [`MAX_NEXT_STREAK`].
+    next_streak: u32,
+    /// Scheduler ticks (task polls) on this core, for the periodic global-queue check.
+    tick: u32,
+    /// Whether the machine holding this core is counted in `Idle::nspinning`.
+    spinning: bool,
+    rand: FastRand,
+}
+
+impl Core {
+    pub(super) fn new(index: usize, run_queue: Local<Notified<Handle>>) -> Box<Core> {
+        Box::new(Core {
+            index,
+            run_queue,
+            next: None,
+            next_streak: 0,
+            tick: 0,
+            spinning: false,
+            rand: FastRand::new(index as u64 + 1),
+        })
+    }
+}
+
+/// A machine (Go's M): one OS thread of the runtime.
+pub(crate) struct Machine {
+    id: usize,
+    /// Address of the runtime's `Shared`, to recognise "a worker of *this* runtime".
+    runtime: usize,
+    /// The core, while this machine polls a task (see the module docs).
+    core_slot: AtomicPtr<Core>,
+    /// Incremented before and after every task poll: odd while polling. The monitor compares
+    /// two samples to find a machine stuck in one poll.
+    poll_seq: AtomicU64,
+    parker: idle::Parker<Box<Core>>,
+}
+
+impl Machine {
+    pub(super) fn new(id: usize, shared: &Shared) -> StdArc<Machine> {
+        StdArc::new(Machine {
+            id,
+            runtime: shared as *const Shared as usize,
+            core_slot: AtomicPtr::new(ptr::null_mut()),
+            poll_seq: AtomicU64::new(0),
+            parker: idle::Parker::new(),
+        })
+    }
+
+    pub(super) fn id(&self) -> usize {
+        self.id
+    }
+
+    pub(super) fn belongs_to(&self, shared: &Shared) -> bool {
+        self.runtime == shared as *const Shared as usize
+    }
+
+    /// The current poll sequence number (odd while a task is being polled).
+    pub(super) fn poll_seq(&self) -> u64 {
+        self.poll_seq.load(Ordering::Relaxed)
+    }
+
+    /// Takes the core out of the slot, if it is there (see the module docs).
+    pub(super) fn take_core(&self) -> Option<Box<Core>> {
+        let ptr = self.core_slot.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: a non-null pointer in the slot came from `Box::into_raw` by the core's owner,
+        // and swapping it out transfers that ownership to us.
+        NonNull::new(ptr).map(|p| unsafe { Box::from_raw(p.as_ptr()) })
+    }
+
+    /// Runs `f` with the core of this machine if it is in the slot (a task is being polled on
+    /// this thread and the monitor has not taken the core). Returns `None` otherwise.
+    pub(super) fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> Option<R> {
+        let ptr = self.core_slot.swap(ptr::null_mut(), Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: swapping the non-null pointer out made us the core's exclusive owner until we
+        // store it back below; it points to a live `Box<Core>`.
+        let out = f(unsafe { &mut *ptr });
+        self.core_slot.store(ptr, Ordering::Release);
+        Some(out)
+    }
+}
+
+impl idle::Machine<Box<Core>> for StdArc<Machine> {
+    fn parker(&self) -> &idle::Parker<Box<Core>> {
+        &self.parker
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        StdArc::ptr_eq(self, other)
+    }
+}
+
+/// Pushes a task woken by the running task onto the core: into `next` (Go's `runqput(next=true)`)
+/// or, for a task that yielded, to the back of the ring. Returns whether the core now has work
+/// it cannot start at once, in which case the caller should call `wakep`.
+pub(super) fn push_local(
+    shared: &Shared,
+    core: &mut Core,
+    task: Notified<Handle>,
+    yielded: bool,
+) -> bool {
+    if yielded {
+        core.run_queue.push_back_or_overflow(task, &shared.inject);
+        return false;
+    }
+    match core.next.replace(task) {
+        Some(prev) => {
+            core.run_queue.push_back_or_overflow(prev, &shared.inject);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The body of every machine's thread.
+pub(super) fn run_machine(
+    handle: Handle,
+    machine: StdArc<Machine>,
+    first: Option<Start<Box<Core>>>,
+) {
+    let _guard = context::enter_worker(handle.clone(), &machine);
+    let worker = Worker {
+        shared: &handle.shared,
+        machine: &machine,
+    };
+    let mut start = first;
+    loop {
+        let Some(s) = start.take().or_else(|| worker.park()) else {
+            break;
+        };
+        worker.run(s.core, s.spinning);
+    }
+    handle.shared.machine_exited(&machine);
+}
+
+struct Worker<'a> {
+    shared: &'a StdArc<Shared>,
+    machine: &'a StdArc<Machine>,
+}
+
+impl Worker<'_> {
+    /// Parks until handed a core; a spare machine may retire instead.
+    fn park(&self) -> Option<Start<Box<Core>>> {
+        let shared = self.shared;
+        if shared.machine_count() > shared.idle.ncores() + 1 {
+            // Err: retired (more machines than cores plus one, and idle for a while).
+            shared
+                .idle
+                .park_or_retire(self.machine, SPARE_KEEP_ALIVE)
+                .unwrap_or_default()
+        } else {
+            shared.idle.park(self.machine)
+        }
+    }
+
+    /// Runs tasks with `core` until the machine has no core any more.
+    fn run(&self, mut core: Box<Core>, spinning: bool) {
+        core.spinning = spinning;
+        self.shared.core_acquired();
+        loop {
+            if self.shared.is_shutdown() {
+                self.shutdown_core(core);
+                return;
+            }
+            let task = match self.next_task(&mut core) {
+                Some(task) => task,
+                None => match self.find_runnable(core) {
+                    Some((c, task)) => {
+                        core = c;
+                        task
+                    }
+                    None => return,
+                },
+            };
+            if core.spinning {
+                // Go's `resetspinning`: the last spinner to find work starts another, since
+                // there may be more work than this machine can take.
+                core.spinning = false;
+                if self.shared.idle.found_work_while_spinning() {
+                    self.shared.wakep();
+                }
+            }
+            match self.run_task(core, task) {
+                Some(c) => core = c,
+                None => return, // the monitor handed our core to another machine
+            }
+        }
+    }
+
+    fn run_task(&self, core: Box<Core>, task: Notified<Handle>) -> Option<Box<Core>> {
+        let machine = self.machine;
+        machine
+            .core_slot
+            .store(Box::into_raw(core), Ordering::Release);
+        let seq = machine.poll_seq.load(Ordering::Relaxed);
+        machine.poll_seq.store(seq + 1, Ordering::Relaxed);
+        task.run();
+        machine.poll_seq.store(seq + 2, Ordering::Relaxed);
+        machine.take_core()
+    }
+
+    /// The fast path: the `next` slot and the ring, with the periodic checks Go makes in
+    /// `schedule` (one global task every 61 ticks) plus timers and a non-blocking network poll,
+    /// so that neither can starve behind a core that always has local work.
+    fn next_task(&self, core: &mut Core) -> Option<Notified<Handle>> {
+        core.tick = core.tick.wrapping_add(1);
+        if core.tick % GLOBAL_POLL_INTERVAL == 0 {
+            self.run_timers(core);
+            if self.shared.nobody_polling() {
+                let mut batch = Batch::new();
+                if self.shared.driver.io.try_poll(&mut batch) {
+                    self.distribute(core, batch);
+                }
+            }
+            if let Some(task) = self.shared.inject.pop() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = core.next.take() {
+            if core.next_streak < MAX_NEXT_STREAK {
+                core.next_streak += 1;
+                return Some(task);
+            }
+            core.run_queue
+                .push_back_or_overflow(task, &self.shared.inject);
+        }
+        core.next_streak = 0;
+        core.run_queue.pop()
+    }
+
+    /// Go's `findRunnable`, after the fast path came up empty. Returns the core (possibly a
+    /// different one, after a blocking poll) and a task, or `None` when this machine no longer
+    /// holds a core and should park.
+    fn find_runnable(&self, mut core: Box<Core>) -> Option<(Box<Core>, Notified<Handle>)> {
+        let shared = self.shared;
+        loop {
+            if shared.is_shutdown() {
+                self.shutdown_core(core);
+                return None;
+            }
+
+            // Timers that are due, then anything they (or anyone) left locally.
+            self.run_timers(&mut core);
+            if let Some(task) = core.next.take().or_else(|| core.run_queue.pop()) {
+                return Some((core, task));
+            }
+
+            // The global queue, a fair share of it at once (Go's `globrunqget`).
+            if let Some(task) = self.take_global(&mut core) {
+                return Some((core, task));
+            }
+
+            // The network, without blocking, unless a machine is blocked in the poller (it
+            // will deliver) or another is already polling (Go's `pollingNet`).
+            if shared.nobody_polling() {
+                let mut batch = Batch::new();
+                if shared.driver.io.try_poll(&mut batch) {
+                    if let Some(task) = self.inject_batch(&mut core, batch) {
+                        return Some((core, task));
+                    }
+                }
+            }
+
+            // Steal, if the spinning bound allows.
+            if core.spinning || shared.idle.try_start_spinning() {
+                core.spinning = true;
+                if let Some(task) = self.steal_work(&mut core) {
+                    return Some((core, task));
+                }
+            }
+
+            // Nothing: give the core back, then re-check (see idle.rs, "no lost wake-up").
+            let was_spinning = std::mem::replace(&mut core.spinning, false);
+            shared.idle.release(core);
+            if !shared.inject.is_empty() {
+                if let Some(mut c) = shared.idle.try_acquire() {
+                    shared.core_acquired();
+                    c.spinning = was_spinning;
+                    core = c;
+                    continue;
+                }
+            }
+            if was_spinning {
+                shared.idle.stop_spinning();
+                if shared.any_work() {
+                    if let Some(mut c) = shared.idle.try_acquire() {
+                        shared.core_acquired();
+                        shared.idle.restart_spinning();
+                        c.spinning = true;
+                        core = c;
+                        continue;
+                    }
+                }
+            }
+
+            // Block in the poller if nobody else is (Go: `sched.lastpoll.Swap(0) != 0`), with
+            // the next timer as the timeout; otherwise park.
+            match self.poll_blocking() {
+                Some((c, Some(task))) => return Some((c, task)),
+                Some((c, None)) => core = c,
+                None => return None,
+            }
+        }
+    }
+
+    /// Becomes the one machine blocked in the poller, if the role is free. Returns the core it
+    /// acquired afterwards, with the first ready task if any; `None` means "park".
+    #[allow(clippy::type_complexity)]
+    fn poll_blocking(&self) -> Option<(Box<Core>, Option<Notified<Handle>>)> {
+        let shared = self.shared;
+        if !shared.try_become_poller() {
+            // Someone else polls: make sure it wakes in time for the earliest timer.
+            shared.check_poller_timeout();
+            return None;
+        }
+        let mut batch = Batch::new();
+        shared.poll_as_poller(&mut batch);
+        match shared.idle.try_acquire() {
+            Some(mut core) => {
+                shared.core_acquired();
+                let task = self.inject_batch(&mut core, batch);
+                Some((core, task))
+            }
+            None => {
+                // Every core is busy: they will find the tasks in the global queue.
+                if !batch.is_empty() {
+                    shared.inject.splice(batch);
+                }
+                None
+            }
+        }
+    }
+
+    /// Runs due timers; the tasks they wake are spread like a poller batch.
+    fn run_timers(&self, core: &mut Core) {
+        let time = &self.shared.driver.time;
+        if !time.has_due(&self.shared.driver.clock) {
+            return;
+        }
+        let mut batch = Batch::new();
+        time.process(self.shared, self.shared.driver.clock.now_ns(), &mut batch);
+        self.distribute(core, batch);
+    }
+
+    fn take_global(&self, core: &mut Core) -> Option<Notified<Handle>> {
+        let inject = &self.shared.inject;
+        if inject.is_empty() {
+            return None;
+        }
+        // Go: n = min(len/gomaxprocs + 1, len(runq)/2).
+        let n = (inject.len() / self.shared.idle.ncores() + 1)
+            .min(LOCAL_QUEUE_CAPACITY / 2)
+            .min(core.run_queue.remaining_slots() + 1);
+        let mut batch = inject.pop_n(n);
+        let first = batch.pop()?;
+        core.run_queue.push_back_batch(batch, inject);
+        Some(first)
+    }
+
+    /// Go's `injectglist` with a P, after taking the first task for this machine: as many
+    /// tasks as there are idle cores go to the global queue and that many cores are started;
+    /// the rest stay on this core.
+    fn inject_batch(&self, core: &mut Core, mut batch: Batch) -> Option<Notified<Handle>> {
+        let first = batch.pop()?;
+        self.distribute(core, batch);
+        Some(first)
+    }
+
+    fn distribute(&self, core: &mut Core, mut batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let shared = self.shared;
+        let k = shared.idle.nidle().min(batch.len());
+        if k > 0 {
+            shared.inject.splice(batch.take_front(k));
+            shared.start_idle(k);
+        }
+        core.run_queue.push_back_batch(batch, &shared.inject);
+    }
+
+    fn steal_work(&self, core: &mut Core) -> Option<Notified<Handle>> {
+        let remotes = &self.shared.remotes;
+        let n = remotes.len();
+        for _ in 0..STEAL_ROUNDS {
+            let start = core.rand.below(n as u32) as usize;
+            for i in 0..n {
+                let victim = (start + i) % n;
+                if victim == core.index {
+                    continue;
+                }
+                if let Some(task) = remotes[victim].steal_into(&mut core.run_queue) {
+                    return Some(task);
+                }
+            }
+            // New work may have reached the global queue meanwhile.
+            if let Some(task) = self.take_global(core) {
+                return Some(task);
+            }
+        }
+        None
+    }
+
+    /// At shutdown: cancel every task the core holds.
+    #[allow(clippy::boxed_local)] // cores travel as boxes (see "Who may touch a core")
+    fn shutdown_core(&self, mut core: Box<Core>) {
+        if core.spinning {
+            core.spinning = false;
+            self.shared.idle.stop_spinning();
+        }
+        if let Some(task) = core.next.take() {
+            task.shutdown();
+        }
+        while let Some(task) = core.run_queue.pop() {
+            task.shutdown();
+        }
+    }
+}
+
+/// A tiny xorshift generator for picking steal victims (quality is irrelevant; speed is not).
+struct FastRand(u64);
+
+impl FastRand {
+    fn new(seed: u64) -> FastRand {
+        FastRand(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (((x >> 32) * n as u64) >> 32) as u32
+    }
+}
+
+/// The thief halves of every core's ring, indexed by core.
+pub(super) type Remotes = Box<[queue::Steal<Notified<Handle>>]>;
+
+/// Creates the cores and their steal handles.
+#[allow(clippy::vec_box)] // cores move between owners as boxes
+pub(super) fn cores(n: usize) -> (Vec<Box<Core>>, Remotes) {
+    let mut cores = Vec::with_capacity(n);
+    let mut remotes = Vec::with_capacity(n);
+    for i in 0..n {
+        let (local, steal) = queue::local();
+        cores.push(Core::new(i, local));
+        remotes.push(steal);
+    }
+    (cores, remotes.into_boxed_slice())
+}
