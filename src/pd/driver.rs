@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::cache::Cache;
 use super::Mode;
-use crate::loom::Mutex;
+use crate::loom::{AtomicUsize, Mutex, Ordering};
 use crate::sched::inject::Batch;
 use crate::sched::{task, Handle};
 use crate::sys::{Events, Poller};
@@ -21,6 +21,9 @@ pub(crate) struct IoDriver {
     /// The event buffer for non-blocking polls; `try_lock` failing means another thread is
     /// already polling (Go's `sched.pollingNet`), so this one need not.
     nonblocking_events: Mutex<Events>,
+    /// Sockets registered now: a non-blocking poll with none is skipped (Go's
+    /// `netpollAnyWaiters`, approximated by "anything registered").
+    registered: AtomicUsize,
 }
 
 impl IoDriver {
@@ -30,6 +33,7 @@ impl IoDriver {
             cache: Cache::new(),
             blocking_events: Mutex::new(Events::new()),
             nonblocking_events: Mutex::new(Events::new()),
+            registered: AtomicUsize::new(0),
         })
     }
 
@@ -39,8 +43,12 @@ impl IoDriver {
         self.wait(&mut events, timeout, batch);
     }
 
-    /// A non-blocking poll, unless another thread is polling. Returns whether it polled.
+    /// A non-blocking poll, unless no socket is registered or another thread is polling.
+    /// Returns whether it polled.
     pub(crate) fn try_poll(&self, batch: &mut Batch) -> bool {
+        if self.registered.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let Some(mut events) = self.nonblocking_events.try_lock() else {
             return false;
         };
@@ -89,9 +97,17 @@ impl IoDriver {
         self.cache.for_each(|pd| pd.shutdown());
     }
 
-    /// Descriptors in use (registered sockets).
+    /// Sockets registered now.
     pub(crate) fn registered(&self) -> usize {
-        self.cache.in_use()
+        self.registered.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_registration(&self, delta: isize) {
+        if delta > 0 {
+            self.registered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -348,6 +348,7 @@ impl Registration {
             Self::free(io, index, pd);
             return Err(e);
         }
+        io.count_registration(1);
         Ok(Registration {
             handle: handle.clone(),
             pd: NonNull::from(pd),
@@ -516,6 +517,7 @@ impl Registration {
         // The fd may already be gone from the interest list (e.g. the runtime shut down); there
         // is nothing useful to do with an error here.
         let _ = io.poller.deregister(fd);
+        io.count_registration(-1);
         Self::free(io, self.index, self.pd());
     }
 
