@@ -42,6 +42,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub use runtime::{Builder, EnterGuard, Runtime};
+pub use sched::metrics::RuntimeMetrics;
 pub use sched::task::{Id as TaskId, JoinError, JoinHandle};
 
 /// Spawns a task on the current runtime and returns a handle to await its output.

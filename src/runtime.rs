@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::driver::Driver;
 use crate::sched::{blocking, context, Config, Handle, Shared};
-use crate::JoinHandle;
+use crate::{JoinHandle, RuntimeMetrics};
 
 /// A netpoll runtime: worker threads that run tasks, a network poller and timers.
 ///
@@ -144,6 +144,7 @@ impl Builder {
             workers,
             thread_name: self.thread_name.clone(),
             thread_stack_size: self.thread_stack_size,
+            schedtrace: schedtrace_from_env(),
         };
         let handle = Handle::start(config, driver, blocking)?;
         let _ = slot.set(Arc::downgrade(&handle.shared));
@@ -231,6 +232,12 @@ impl Runtime {
     pub fn alive_tasks(&self) -> usize {
         self.handle.shared.alive_tasks()
     }
+
+    /// A snapshot of the scheduler's counters: tasks, polls, steals, queue depths, poller
+    /// waits and events, wake-ups, timers, hand-offs and blocking threads.
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.handle.shared.metrics()
+    }
 }
 
 impl Drop for Runtime {
@@ -255,6 +262,17 @@ impl fmt::Debug for EnterGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EnterGuard").finish_non_exhaustive()
     }
+}
+
+/// `NETPOLL_SCHEDTRACE=<ms>`: a scheduler trace line every `ms` milliseconds (off when unset,
+/// empty, 0 or not a number).
+fn schedtrace_from_env() -> Option<Duration> {
+    let ms: u64 = std::env::var("NETPOLL_SCHEDTRACE")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Wakes a thread blocked in `block_on`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::cache::Cache;
 use super::Mode;
-use crate::loom::{AtomicUsize, Mutex, Ordering};
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::sched::inject::Batch;
 use crate::sched::{task, Handle};
 use crate::sys::{Events, Poller};
@@ -24,6 +24,24 @@ pub(crate) struct IoDriver {
     /// Sockets registered now: a non-blocking poll with none is skipped (Go's
     /// `netpollAnyWaiters`, approximated by "anything registered").
     registered: AtomicUsize,
+    stats: Stats,
+}
+
+/// Poller counters (bumped once per poll or wake-up, never per task).
+#[derive(Default)]
+struct Stats {
+    waits: AtomicU64,
+    nonblocking_polls: AtomicU64,
+    events: AtomicU64,
+    wakeups: AtomicU64,
+}
+
+/// A snapshot of the poller counters.
+pub(crate) struct IoStats {
+    pub(crate) waits: u64,
+    pub(crate) nonblocking_polls: u64,
+    pub(crate) events: u64,
+    pub(crate) wakeups: u64,
 }
 
 impl IoDriver {
@@ -34,12 +52,14 @@ impl IoDriver {
             blocking_events: Mutex::new(Events::new()),
             nonblocking_events: Mutex::new(Events::new()),
             registered: AtomicUsize::new(0),
+            stats: Stats::default(),
         })
     }
 
     /// The blocking poll (`timeout` `None` = until woken). Ready tasks are added to `batch`.
     pub(crate) fn poll(&self, timeout: Option<Duration>, batch: &mut Batch) {
         let mut events = self.blocking_events.lock();
+        self.stats.waits.fetch_add(1, Ordering::Relaxed);
         self.wait(&mut events, timeout, batch);
     }
 
@@ -52,6 +72,7 @@ impl IoDriver {
         let Some(mut events) = self.nonblocking_events.try_lock() else {
             return false;
         };
+        self.stats.nonblocking_polls.fetch_add(1, Ordering::Relaxed);
         self.wait(&mut events, Some(Duration::ZERO), batch);
         true
     }
@@ -60,6 +81,11 @@ impl IoDriver {
         if let Err(e) = self.poller.wait(events, timeout) {
             // epoll_wait fails only on programming errors (EBADF, EFAULT, EINVAL); Go throws.
             panic!("netpoll: epoll_wait failed: {e}");
+        }
+        if !events.is_empty() {
+            self.stats
+                .events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
         }
         for event in events.iter() {
             let token = event.token();
@@ -87,8 +113,22 @@ impl IoDriver {
 
     /// Breaks the blocking poll (deduplicated; Go's `netpollBreak`).
     pub(crate) fn wake(&self) {
-        if let Err(e) = self.poller.wake() {
-            panic!("netpoll: waking the poller failed: {e}");
+        match self.poller.wake() {
+            Ok(true) => {
+                self.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(e) => panic!("netpoll: waking the poller failed: {e}"),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> IoStats {
+        let s = &self.stats;
+        IoStats {
+            waits: s.waits.load(Ordering::Relaxed),
+            nonblocking_polls: s.nonblocking_polls.load(Ordering::Relaxed),
+            events: s.events.load(Ordering::Relaxed),
+            wakeups: s.wakeups.load(Ordering::Relaxed),
         }
     }
 

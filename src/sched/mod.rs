@@ -64,6 +64,7 @@ pub(crate) mod blocking;
 pub(crate) mod context;
 mod idle;
 pub(crate) mod inject;
+pub(crate) mod metrics;
 pub(crate) mod queue;
 mod sysmon;
 pub(crate) mod task;
@@ -94,6 +95,9 @@ pub(crate) struct Config {
     pub(crate) workers: usize,
     pub(crate) thread_name: String,
     pub(crate) thread_stack_size: Option<usize>,
+    /// Print a line of scheduler figures to stderr at this period (`NETPOLL_SCHEDTRACE=<ms>`,
+    /// Go's `GODEBUG=schedtrace`).
+    pub(crate) schedtrace: Option<Duration>,
 }
 
 pub(crate) struct Shared {
@@ -117,6 +121,9 @@ pub(crate) struct Shared {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     next_machine_id: AtomicUsize,
     pub(crate) sysmon: sysmon::Monitor,
+    pub(crate) stats: metrics::SharedStats,
+    /// Counters of machines that have exited.
+    retired: Mutex<metrics::Totals>,
 }
 
 impl Handle {
@@ -141,6 +148,8 @@ impl Handle {
             threads: Mutex::new(Vec::new()),
             next_machine_id: AtomicUsize::new(0),
             sysmon: sysmon::Monitor::new(),
+            stats: metrics::SharedStats::default(),
+            retired: Mutex::new(metrics::Totals::default()),
             config,
         });
         let handle = Handle { shared };
@@ -171,7 +180,18 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = self.shared.owned.bind(future, self.clone(), Id::next());
+        let shared = &*self.shared;
+        let on_worker = context::with_machine(|m| match m {
+            Some(m) if m.belongs_to(shared) => {
+                metrics::bump(&m.stats.spawned);
+                true
+            }
+            _ => false,
+        });
+        if !on_worker {
+            shared.stats.spawned_outside.fetch_add(1, Ordering::Relaxed);
+        }
+        let (join, notified) = shared.owned.bind(future, self.clone(), Id::next());
         if let Some(task) = notified {
             self.schedule_task(task, false);
         }
@@ -297,6 +317,9 @@ impl Shared {
     }
 
     fn spawn_machine_or_release(self: &StdArc<Self>, start: Start<Box<Core>>) {
+        self.stats
+            .spare_threads_started
+            .fetch_add(1, Ordering::Relaxed);
         let _ = self.spawn_machine(Some(start));
     }
 
@@ -434,7 +457,48 @@ impl Shared {
     }
 
     fn machine_exited(&self, machine: &StdArc<Machine>) {
-        self.machines.lock().retain(|m| !StdArc::ptr_eq(m, machine));
+        let mut machines = self.machines.lock();
+        if let Some(i) = machines.iter().position(|m| StdArc::ptr_eq(m, machine)) {
+            machines.swap_remove(i);
+            self.retired.lock().add(&machine.stats);
+        }
+    }
+
+    /// A snapshot of the scheduler's counters (see [`metrics::RuntimeMetrics`]).
+    pub(crate) fn metrics(&self) -> metrics::RuntimeMetrics {
+        let mut totals = *self.retired.lock();
+        let machines = self.machines.lock();
+        for m in machines.iter() {
+            totals.add(&m.stats);
+        }
+        let threads = machines.len();
+        drop(machines);
+        let io = self.driver.io.stats();
+        let relaxed = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        metrics::RuntimeMetrics {
+            workers: self.idle.ncores(),
+            idle_workers: self.idle.nidle(),
+            spinning_threads: self.idle.nspinning(),
+            threads,
+            parked_threads: self.idle.parked_machines(),
+            tasks_spawned: totals.spawned + relaxed(&self.stats.spawned_outside),
+            tasks_alive: self.owned.len(),
+            polls: totals.polls,
+            steals: totals.steals,
+            local_queue_depth: self.remotes.iter().map(|r| r.len()).sum(),
+            global_queue_depth: self.inject.len(),
+            poller_waits: io.waits,
+            poller_nonblocking_polls: io.nonblocking_polls,
+            poller_events: io.events,
+            poller_wakeups: io.wakeups,
+            sockets: self.driver.io.registered(),
+            timers_armed: self.driver.time.armed(),
+            handoffs: relaxed(&self.stats.handoffs),
+            forced_polls: relaxed(&self.stats.forced_polls),
+            blocking_threads: self.blocking.thread_count(),
+            blocking_idle_threads: self.blocking.idle_count(),
+            blocking_queue_depth: self.blocking.queue_depth(),
+        }
     }
 
     /// Tasks currently alive (spawned and not yet finished).

@@ -116,10 +116,17 @@ fn run(handle: Handle) {
     let mut delay = MIN_DELAY;
     let mut idle_rounds = 0u32;
     let mut all_idle_rounds = 0u32;
+    let trace = shared.config.schedtrace;
+    let started = clock.now_ns();
+    let mut next_trace = trace.map(|p| started + p.as_nanos() as u64);
 
     loop {
         let mut sleep_for = Some(delay);
-        if all_idle_rounds >= IDLE_ROUNDS_BEFORE_SLEEP {
+        if let (Some(at), Some(_)) = (next_trace, trace) {
+            let left = Duration::from_nanos(at.saturating_sub(clock.now_ns()));
+            sleep_for = Some(delay.min(left));
+        }
+        if trace.is_none() && all_idle_rounds >= IDLE_ROUNDS_BEFORE_SLEEP {
             monitor.asleep.store(true, Ordering::Relaxed);
             // Pairs with the fence in `core_busy`.
             fence(Ordering::SeqCst);
@@ -138,6 +145,13 @@ fn run(handle: Handle) {
         let now = clock.now_ns();
         let mut progress = false;
 
+        if let (Some(at), Some(period)) = (next_trace, trace) {
+            if now >= at {
+                eprintln!("{}", trace_line(shared, now - started));
+                next_trace = Some(at + period.as_nanos() as u64);
+            }
+        }
+
         // 1. The network, if nobody polled lately.
         let last = shared.lastpoll.load(Ordering::Relaxed);
         if last != 0
@@ -148,9 +162,12 @@ fn run(handle: Handle) {
                 .is_ok()
         {
             let mut batch = Batch::new();
-            if shared.driver.io.try_poll(&mut batch) && !batch.is_empty() {
-                inject(&handle, batch);
-                progress = true;
+            if shared.driver.io.try_poll(&mut batch) {
+                shared.stats.forced_polls.fetch_add(1, Ordering::Relaxed);
+                if !batch.is_empty() {
+                    inject(&handle, batch);
+                    progress = true;
+                }
             }
         }
 
@@ -178,6 +195,7 @@ fn run(handle: Handle) {
                 Some(&(s, since)) if s == seq => {
                     if now.saturating_sub(since) >= STUCK_AFTER {
                         if let Some(core) = m.take_core() {
+                            shared.stats.handoffs.fetch_add(1, Ordering::Relaxed);
                             handle.handoff(core);
                             progress = true;
                         }
@@ -206,6 +224,39 @@ fn run(handle: Handle) {
             all_idle_rounds = 0;
         }
     }
+}
+
+/// One `NETPOLL_SCHEDTRACE` line, in the spirit of Go's `schedtrace`.
+fn trace_line(shared: &super::Shared, since_start_ns: u64) -> String {
+    let m = shared.metrics();
+    format!(
+        "NETPOLL {}ms: workers={} idle={} spinning={} threads={} parked={} tasks={}/{} \
+         polls={} steals={} runqueue={} local={} poller: waits={} nonblocking={} events={} \
+         wakeups={} sockets={} timers={} handoffs={} forcedpolls={} blocking={}/{}/{}",
+        since_start_ns / 1_000_000,
+        m.workers,
+        m.idle_workers,
+        m.spinning_threads,
+        m.threads,
+        m.parked_threads,
+        m.tasks_alive,
+        m.tasks_spawned,
+        m.polls,
+        m.steals,
+        m.global_queue_depth,
+        m.local_queue_depth,
+        m.poller_waits,
+        m.poller_nonblocking_polls,
+        m.poller_events,
+        m.poller_wakeups,
+        m.sockets,
+        m.timers_armed,
+        m.handoffs,
+        m.forced_polls,
+        m.blocking_threads,
+        m.blocking_idle_threads,
+        m.blocking_queue_depth,
+    )
 }
 
 /// Puts a batch found by the monitor on the global queue and starts cores for it.

@@ -27,6 +27,7 @@ use std::sync::Arc as StdArc;
 
 use super::idle::{self, Start};
 use super::inject::{Batch, GLOBAL_POLL_INTERVAL};
+use super::metrics::{self, MachineStats};
 use super::queue::{self, Local, LOCAL_QUEUE_CAPACITY};
 use super::task::Notified;
 use super::{context, Handle, Shared};
@@ -86,6 +87,8 @@ pub(crate) struct Machine {
     /// two samples to find a machine stuck in one poll.
     poll_seq: AtomicU64,
     parker: idle::Parker<Box<Core>>,
+    /// Counters only this machine's thread writes.
+    pub(super) stats: MachineStats,
 }
 
 impl Machine {
@@ -96,6 +99,7 @@ impl Machine {
             core_slot: AtomicPtr::new(ptr::null_mut()),
             poll_seq: AtomicU64::new(0),
             parker: idle::Parker::new(),
+            stats: MachineStats::default(),
         })
     }
 
@@ -249,6 +253,7 @@ impl Worker<'_> {
             .store(Box::into_raw(core), Ordering::Release);
         let seq = machine.poll_seq.load(Ordering::Relaxed);
         machine.poll_seq.store(seq + 1, Ordering::Relaxed);
+        metrics::bump(&machine.stats.polls);
         task.run();
         machine.poll_seq.store(seq + 2, Ordering::Relaxed);
         machine.take_core()
@@ -445,6 +450,7 @@ impl Worker<'_> {
                     continue;
                 }
                 if let Some(task) = remotes[victim].steal_into(&mut core.run_queue) {
+                    metrics::bump(&self.machine.stats.steals);
                     return Some(task);
                 }
             }

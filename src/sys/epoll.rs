@@ -134,8 +134,9 @@ impl Poller {
         Ok(false)
     }
 
-    /// Breaks a blocked `wait` (or makes the next one return at once); deduplicated.
-    pub(crate) fn wake(&self) -> io::Result<()> {
+    /// Breaks a blocked `wait` (or makes the next one return at once); deduplicated. Returns
+    /// whether this call wrote the signal.
+    pub(crate) fn wake(&self) -> io::Result<bool> {
         self.waker.wake()
     }
 

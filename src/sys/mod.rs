@@ -27,8 +27,9 @@
 //!   events. Returns `Ok(true)` iff this call consumed a pending `wake()`; only a blocking wait
 //!   (timeout ≠ `Some(ZERO)`) consumes one, so a non-blocking poll never steals the wake-up meant
 //!   for the blocked poller (Go's `netpoll(0)`).
-//! * `Poller::wake(&self) -> io::Result<()>` — makes the current blocking wait return, or the next
-//!   one return at once. Deduplicated: at most one signal is pending however often it is called.
+//! * `Poller::wake(&self) -> io::Result<bool>` — makes the current blocking wait return, or the
+//!   next one return at once. Deduplicated: at most one signal is pending however often it is
+//!   called; returns whether this call wrote it.
 //!   Everything the caller wrote before `wake()` is visible to the caller of the `wait()` that
 //!   consumes it (see the protocol in `waker.rs`).
 //! * `Events` — `new()` (room for [`EVENTS_CAPACITY`]), `len()`, `is_empty()`,

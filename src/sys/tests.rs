@@ -100,7 +100,11 @@ fn many_wakes_coalesce_into_one_and_the_next_wait_times_out() {
     let wakers: Vec<_> = (0..4)
         .map(|_| {
             let poller = Arc::clone(&poller);
-            thread::spawn(move || (0..50).for_each(|_| poller.wake().unwrap()))
+            thread::spawn(move || {
+                (0..50).for_each(|_| {
+                    poller.wake().unwrap();
+                })
+            })
         })
         .collect();
     wakers.into_iter().for_each(|t| t.join().unwrap());

@@ -61,15 +61,20 @@ impl Waker {
     }
 
     /// Signals the fd unless a signal is already pending.
-    pub(super) fn wake(&self) -> io::Result<()> {
+    /// Returns whether this call wrote the signal (false: one was already pending).
+    pub(super) fn wake(&self) -> io::Result<bool> {
         // Release: publishes the caller's writes to the consumer's `swap(false, Acquire)`.
         if self.pending.swap(true, Ordering::Release) {
-            return Ok(());
+            return Ok(false);
         }
-        self.fd.signal().inspect_err(|_| {
-            // Nothing was written: let the next wake try again instead of finding `true` forever.
-            self.pending.store(false, Ordering::Relaxed);
-        })
+        self.fd
+            .signal()
+            .inspect_err(|_| {
+                // Nothing was written: let the next wake try again instead of finding `true`
+                // forever.
+                self.pending.store(false, Ordering::Relaxed);
+            })
+            .map(|()| true)
     }
 
     /// Drains the fd, then clears the flag. Only a blocking wait that saw the fd readable calls it.
@@ -291,7 +296,11 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let waker = Arc::clone(&waker);
-                thread::spawn(move || (0..100).for_each(|_| waker.wake().unwrap()))
+                thread::spawn(move || {
+                    (0..100).for_each(|_| {
+                        waker.wake().unwrap();
+                    })
+                })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());

@@ -10,7 +10,7 @@ use super::sleep::{sleep_until, Sleep};
 ///
 /// # Panics
 ///
-/// If `period` is zero, or outside a runtime context.
+/// If `period` is zero; when polled outside a runtime context.
 ///
 /// ```
 /// # let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
@@ -22,7 +22,6 @@ use super::sleep::{sleep_until, Sleep};
 /// assert!(second - first >= Duration::from_millis(5));
 /// # });
 /// ```
-#[track_caller]
 pub fn interval(period: Duration) -> Interval {
     interval_at(Instant::now(), period)
 }
@@ -31,8 +30,7 @@ pub fn interval(period: Duration) -> Interval {
 ///
 /// # Panics
 ///
-/// If `period` is zero, or outside a runtime context.
-#[track_caller]
+/// If `period` is zero; when polled outside a runtime context.
 pub fn interval_at(start: Instant, period: Duration) -> Interval {
     assert!(
         !period.is_zero(),

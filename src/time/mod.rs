@@ -5,8 +5,8 @@
 //! earliest one (Go 1.14+: the network poller *is* the timer sleep). Timers never fire early:
 //! a sleep of `d` returns at least `d` after it was created, rounded up to the next millisecond.
 //!
-//! All of these need a runtime: create them inside a task, inside `Runtime::block_on`, or with
-//! the runtime entered (`Runtime::enter`).
+//! These futures find their runtime when first polled (inside a task or `Runtime::block_on`),
+//! so they may be created anywhere: `rt.block_on(netpoll::time::sleep(d))` works.
 
 pub(crate) mod driver;
 pub(crate) mod wheel;

@@ -14,7 +14,7 @@ use crate::sched::{context, Handle};
 ///
 /// # Panics
 ///
-/// Outside a runtime context.
+/// When polled outside a runtime context.
 ///
 /// ```
 /// # let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
@@ -25,7 +25,6 @@ use crate::sched::{context, Handle};
 /// assert!(start.elapsed() >= Duration::from_millis(20));
 /// # });
 /// ```
-#[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
     let deadline = Instant::now()
         .checked_add(duration)
@@ -35,17 +34,11 @@ pub fn sleep(duration: Duration) -> Sleep {
 
 /// Waits until `deadline`.
 ///
-/// # Panics
-///
-/// Outside a runtime context.
-#[track_caller]
+/// Like every timer, the returned future finds its runtime when it is first polled, so it may
+/// be created anywhere.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    let handle = context::current();
-    let when_ns = handle.shared.driver.clock.instant_ns(deadline);
     Sleep {
-        handle,
         deadline,
-        when_ns,
         timer: None,
         fired: false,
     }
@@ -58,13 +51,16 @@ pub(crate) fn far_future() -> Instant {
 
 /// The future returned by [`sleep`] and [`sleep_until`].
 ///
-/// It registers its timer on first poll and removes it when dropped; resetting it with
-/// [`Sleep::reset`] reuses the same timer entry.
+/// It registers its timer with the current runtime on its first poll and removes it when
+/// dropped; [`Sleep::reset`] moves it.
+///
+/// # Panics
+///
+/// Polling it outside a runtime context panics (creating it does not).
 pub struct Sleep {
-    handle: Handle,
     deadline: Instant,
-    when_ns: u64,
-    timer: Option<TimerId>,
+    /// The runtime and the timer, once registered (first poll that had to wait).
+    timer: Option<(Handle, TimerId)>,
     fired: bool,
 }
 
@@ -76,16 +72,19 @@ impl Sleep {
 
     /// Whether the deadline has passed.
     pub fn is_elapsed(&self) -> bool {
-        self.fired || self.handle.shared.driver.clock.now_ns() >= self.when_ns
+        self.fired || Instant::now() >= self.deadline
     }
 
     /// Moves the deadline (earlier or later); the sleep can be awaited again afterwards.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.when_ns = self.handle.shared.driver.clock.instant_ns(deadline);
         self.fired = false;
-        if let Some(id) = self.timer.take() {
-            self.handle.shared.driver.time.sleep_remove(id);
+        self.unregister();
+    }
+
+    fn unregister(&mut self) {
+        if let Some((handle, id)) = self.timer.take() {
+            handle.shared.driver.time.sleep_remove(id);
         }
     }
 }
@@ -93,36 +92,33 @@ impl Sleep {
 impl Future for Sleep {
     type Output = ();
 
+    #[track_caller]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         if this.fired {
             return Poll::Ready(());
         }
-        let shared = &this.handle.shared;
-        if shared.driver.clock.now_ns() >= this.when_ns {
+        if Instant::now() >= this.deadline {
             this.fired = true;
-            if let Some(id) = this.timer.take() {
-                shared.driver.time.sleep_remove(id);
-            }
+            this.unregister();
             return Poll::Ready(());
         }
-        match this.timer {
+        match &this.timer {
             None => {
-                let (id, earliest) = shared
-                    .driver
-                    .time
-                    .sleep_insert(this.when_ns, cx.waker().clone());
-                this.timer = Some(id);
+                let handle = context::current();
+                let shared = &handle.shared;
+                let when_ns = shared.driver.clock.instant_ns(this.deadline);
+                let (id, earliest) = shared.driver.time.sleep_insert(when_ns, cx.waker().clone());
                 if earliest {
-                    shared.timer_added(this.when_ns);
+                    shared.timer_added(when_ns);
                 }
+                this.timer = Some((handle, id));
                 Poll::Pending
             }
-            Some(id) => {
-                if shared.driver.time.sleep_poll(id, cx.waker()) {
+            Some((handle, id)) => {
+                if handle.shared.driver.time.sleep_poll(*id, cx.waker()) {
                     this.fired = true;
-                    this.timer = None;
-                    shared.driver.time.sleep_remove(id);
+                    this.unregister();
                     Poll::Ready(())
                 } else {
                     Poll::Pending
@@ -134,9 +130,7 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some(id) = self.timer.take() {
-            self.handle.shared.driver.time.sleep_remove(id);
-        }
+        self.unregister();
     }
 }
 

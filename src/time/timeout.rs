@@ -14,7 +14,7 @@ use super::sleep::{far_future, sleep_until, Sleep};
 ///
 /// # Panics
 ///
-/// Outside a runtime context.
+/// When polled outside a runtime context.
 ///
 /// ```
 /// # let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
@@ -25,7 +25,6 @@ use super::sleep::{far_future, sleep_until, Sleep};
 /// assert!(r.is_err());
 /// # });
 /// ```
-#[track_caller]
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     let deadline = Instant::now()
         .checked_add(duration)
@@ -34,7 +33,6 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
 }
 
 /// Runs `future` until `deadline` at most. See [`timeout`].
-#[track_caller]
 pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
     Timeout {
         future,
