@@ -222,10 +222,25 @@ impl Runtime {
         }
     }
 
-    /// Shuts down, waiting at most `timeout` for running blocking jobs (tasks are cancelled at
-    /// once, as on drop).
+    /// Shuts down gracefully: tasks keep running until they have all finished or `timeout`
+    /// has passed, whichever comes first; then whatever is left is cancelled as on drop, and
+    /// running blocking jobs get what remains of `timeout` to finish.
+    ///
+    /// Use it after telling your tasks to stop (closing listeners, for instance), so that
+    /// in-flight requests complete.
     pub fn shutdown_timeout(self, timeout: Duration) {
-        self.handle.shutdown(Some(timeout));
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = Duration::from_micros(50);
+        while self.handle.shared.alive_tasks() > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.handle.shutdown(Some(left));
     }
 
     /// The number of tasks spawned and not yet finished.

@@ -1,4 +1,4 @@
-//! `Runtime::metrics` and `NETPOLL_SCHEDTRACE`.
+//! `Runtime::metrics`, `NETPOLL_SCHEDTRACE` and graceful `Runtime::shutdown_timeout`.
 
 use std::time::Duration;
 
@@ -48,4 +48,41 @@ fn schedtrace_prints_lines_to_stderr() {
     let lines = stderr.lines().filter(|l| l.starts_with("NETPOLL ")).count();
     assert!(lines >= 2, "expected trace lines, got:\n{stderr}");
     assert!(stderr.contains("workers=1"), "{stderr}");
+}
+
+#[test]
+fn shutdown_timeout_lets_tasks_finish_then_cancels_the_rest() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
+    let finished = Arc::new(AtomicBool::new(false));
+    let cancelled = Arc::new(AtomicBool::new(false));
+    struct OnDrop(Arc<AtomicBool>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let f = finished.clone();
+    rt.spawn(async move {
+        netpoll::time::sleep(Duration::from_millis(30)).await;
+        f.store(true, Ordering::SeqCst);
+    });
+    let guard = OnDrop(cancelled.clone());
+    rt.spawn(async move {
+        let _guard = guard;
+        netpoll::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let start = std::time::Instant::now();
+    rt.shutdown_timeout(Duration::from_millis(300));
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "the short task ran to completion"
+    );
+    assert!(
+        cancelled.load(Ordering::SeqCst),
+        "the endless task was dropped"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(start.elapsed() < Duration::from_secs(30));
 }
