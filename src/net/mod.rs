@@ -32,8 +32,12 @@ mod fd;
 mod fd_mutex;
 mod socket;
 mod tcp;
+mod udp;
+mod unix;
 
 pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+pub use unix::{UCred, UnixDatagram, UnixListener, UnixStream};
 
 /// Whether `err` is the "use of closed network connection" error that operations on a closed
 /// socket return (Go's `errors.Is(err, net.ErrClosed)`).

@@ -168,3 +168,55 @@ pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
 pub(crate) fn raw(socket: &Socket) -> RawFd {
     socket.as_raw_fd()
 }
+
+// ---- Datagram helpers (UDP and Unix datagram sockets). ----
+
+/// A bound UDP socket with Go's `setDefaultSockopts` for datagram sockets: `SO_BROADCAST` on.
+pub(crate) fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = new_socket(Domain::for_address(addr), Type::DGRAM)?;
+    socket.set_broadcast(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// `recvfrom(2)` into `buf` with `flags`, returning the sender's address.
+///
+/// An empty `buf` is still a real receive: on a datagram socket it consumes one datagram.
+pub(crate) fn recv_from(
+    fd: RawFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<(usize, SockAddr)> {
+    // SAFETY: `try_init` hands us a zeroed `sockaddr_storage` and its length, which recvfrom
+    // fills in (or leaves zeroed); `buf` is valid for writes of `buf.len()` bytes.
+    unsafe {
+        SockAddr::try_init(|storage, len| {
+            let n = libc::recvfrom(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+                storage.cast(),
+                len,
+            );
+            super::fd::cvt(n)
+        })
+    }
+}
+
+/// `sendto(2)` with `MSG_NOSIGNAL` (never raises `SIGPIPE`).
+pub(crate) fn send_to(fd: RawFd, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes, and `addr` points to `addr.len()`
+    // initialised bytes of a socket address, for the duration of the call.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL,
+            addr.as_ptr().cast(),
+            addr.len(),
+        )
+    };
+    super::fd::cvt(n)
+}
