@@ -50,11 +50,13 @@ pub(crate) fn set_tcp_defaults(socket: &Socket) -> io::Result<()> {
 }
 
 /// Enables keep-alive probes after `idle` (and every `idle` after that, 9 times), or disables
-/// them with `None`.
+/// them with `None`. The kernel counts whole seconds: a fraction rounds up, as Go's
+/// `roundDurationUp` does (truncating would turn 1.5 s into 1 s and 500 ms into an `EINVAL`).
 pub(crate) fn set_keepalive(socket: &Socket, idle: Option<Duration>) -> io::Result<()> {
     match idle {
         None => socket.set_keepalive(false),
         Some(idle) => {
+            let idle = round_up_to_seconds(idle);
             let interval = if idle == KEEPALIVE_IDLE {
                 KEEPALIVE_INTERVAL
             } else {
@@ -66,6 +68,16 @@ pub(crate) fn set_keepalive(socket: &Socket, idle: Option<Duration>) -> io::Resu
                 .with_retries(KEEPALIVE_COUNT);
             socket.set_tcp_keepalive(&ka)
         }
+    }
+}
+
+/// `d` rounded up to a whole number of seconds (saturating).
+fn round_up_to_seconds(d: Duration) -> Duration {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 {
+        d
+    } else {
+        Duration::from_secs(secs.saturating_add(1))
     }
 }
 
