@@ -384,12 +384,12 @@ fn various_deadlines(workers: usize) {
                 let deadline = Instant::now() + d;
                 c.set_deadline(Some(deadline)).unwrap();
                 let mut buf = [0u8; 64];
-                let err = loop {
-                    match c.read(&mut buf).await {
-                        Ok(0) => panic!("{d:?}: EOF from a peer that is still open"),
-                        Ok(_) => panic!("{d:?}: data from a peer that never writes"),
-                        Err(e) => break e,
-                    }
+                // Go's io.Copy: read until an error. The peer never writes, so the first read
+                // is the last.
+                let err = match c.read(&mut buf).await {
+                    Ok(0) => panic!("{d:?}: EOF from a peer that is still open"),
+                    Ok(_) => panic!("{d:?}: data from a peer that never writes"),
+                    Err(e) => e,
                 };
                 assert!(is_timeout(&err), "{d:?}: {err:?}");
                 assert!(Instant::now() >= deadline, "{d:?}: timed out early");

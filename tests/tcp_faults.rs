@@ -1,0 +1,229 @@
+//! Faults that change process-wide state run in a child process (this test binary, re-run with
+//! one test selected and a role in the environment): descriptor exhaustion (`EMFILE`) and
+//! `SIGPIPE`. Peer resets in the same process are in `tcp_close.rs`.
+
+mod util_tcp;
+
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use util_tcp::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
+const PROMPT: Duration = Duration::from_secs(3);
+
+/// The highest open descriptor number of this process.
+fn max_fd() -> i32 {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .max()
+        .unwrap()
+}
+
+fn is_emfile(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EMFILE)
+}
+
+// Go §5.1: EMFILE from accept goes to the caller, and the listener keeps working once
+// descriptors are free again (Go's http.Server backs off and retries on exactly this error).
+#[test]
+fn emfile_does_not_kill_the_accept_loop() {
+    const NAME: &str = "emfile_does_not_kill_the_accept_loop";
+    if child_role(NAME).is_some() {
+        return emfile_child();
+    }
+    let (status, out) = run_in_child(NAME, "child", CHILD_LIMIT);
+    assert!(status.success(), "child failed ({status}):\n{out}");
+    assert!(out.contains("accept saw EMFILE"), "{out}");
+}
+
+fn emfile_child() {
+    run(1, LIMIT, async {
+        let (ln, addr) = listener();
+        // Leave a few descriptor numbers free under the limit, then take them all with client
+        // connections (they complete in the kernel's accept queue, unaccepted).
+        let (soft, _) = nofile_limit();
+        set_nofile_soft(max_fd() as u64 + 1 + 8).unwrap();
+        let mut clients = Vec::new();
+        loop {
+            match std::net::TcpStream::connect(addr) {
+                Ok(c) => clients.push(c),
+                Err(e) if is_emfile(&e) => break,
+                Err(e) => panic!("connect: {e}"),
+            }
+        }
+        assert!(clients.len() >= 6, "only {} clients fit", clients.len());
+
+        // The table is full: accept fails with EMFILE although connections are queued — and
+        // fails again, cleanly, on retry.
+        for _ in 0..2 {
+            let e = ln.accept().await.map(drop).unwrap_err();
+            assert!(is_emfile(&e), "{e:?}");
+        }
+        println!("accept saw EMFILE");
+
+        // Free one descriptor: the next accept succeeds, and takes it.
+        let total = clients.len();
+        let dropped = clients.remove(0).local_addr().unwrap();
+        let (first, peer) = within(PROMPT, "accept", ln.accept()).await.unwrap();
+        assert_eq!(peer, dropped, "the accept queue is FIFO");
+        let e = ln.accept().await.map(drop).unwrap_err();
+        assert!(is_emfile(&e), "{e:?}");
+        // The client just dropped: EOF.
+        assert_eq!(first.read(&mut [0u8; 1]).await.unwrap(), 0);
+
+        // Free four: as many accepts succeed, then EMFILE again.
+        drop(first);
+        clients.drain(..3);
+        let mut accepted = Vec::new();
+        for _ in 0..4 {
+            accepted.push(within(PROMPT, "accept", ln.accept()).await.unwrap());
+        }
+        let e = ln.accept().await.map(drop).unwrap_err();
+        assert!(is_emfile(&e), "{e:?}");
+
+        // Restore the limit: the rest of the queue is accepted, and every connection whose
+        // client is still open works.
+        set_nofile_soft(soft).unwrap();
+        while accepted.len() < total - 1 {
+            accepted.push(within(PROMPT, "accept", ln.accept()).await.unwrap());
+        }
+        use std::io::{Read, Write};
+        for cl in &mut clients {
+            let me = cl.local_addr().unwrap();
+            let (c, _) = accepted.iter().find(|(_, peer)| *peer == me).unwrap();
+            cl.write_all(b"ping").unwrap();
+            let mut b = [0u8; 4];
+            c.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"ping");
+            c.write_all(b"pong").await.unwrap();
+            cl.read_exact(&mut b).unwrap();
+            assert_eq!(&b, b"pong");
+        }
+    });
+}
+
+/// Whether this process's SIGPIPE disposition is the default (terminate).
+fn sigpipe_is_default() -> bool {
+    // SAFETY: querying the current action (null new action) into a zeroed, valid sigaction.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old);
+        old.sa_sigaction == libc::SIG_DFL
+    }
+}
+
+fn restore_default_sigpipe() {
+    // SAFETY: setting SIGPIPE to its default disposition; no handler is involved. This process
+    // is a child that runs this one test alone.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    assert!(sigpipe_is_default());
+}
+
+/// Go §5 / DESIGN §3: writes never raise SIGPIPE. Rust's runtime ignores SIGPIPE before
+/// `main`, which would hide the signal, so the child restores the default disposition (death)
+/// first; a control child shows that a plain `write(2)` does kill it.
+#[test]
+fn writes_to_a_reset_or_shut_down_peer_fail_without_sigpipe() {
+    const NAME: &str = "writes_to_a_reset_or_shut_down_peer_fail_without_sigpipe";
+    match child_role(NAME).as_deref() {
+        Some("netpoll") => return sigpipe_child(),
+        Some("control") => return sigpipe_control_child(),
+        _ => {}
+    }
+    let (status, out) = run_in_child(NAME, "control", CHILD_LIMIT);
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "the control child should die of SIGPIPE ({status}):\n{out}"
+    );
+    let (status, out) = run_in_child(NAME, "netpoll", CHILD_LIMIT);
+    assert!(status.success(), "child failed ({status}):\n{out}");
+}
+
+fn sigpipe_control_child() {
+    restore_default_sigpipe();
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.shutdown(Shutdown::Write).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid buffer of 1 byte, written to an fd we own.
+    unsafe { libc::write(a.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    // Not reached: SIGPIPE kills the process.
+}
+
+fn is_pipe_or_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
+}
+
+fn sigpipe_child() {
+    restore_default_sigpipe();
+    run(2, LIMIT, async {
+        // Our own shutdown(Write), then every kind of write: EPIPE.
+        let (c, _s) = pair().await;
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(
+            c.write(b"x").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        assert_eq!(
+            c.write_all(b"x").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        let e = c.write_vectored(&[IoSlice::new(b"x")]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+
+        // The peer resets: the first write may still be accepted by the kernel; later ones fail
+        // with ECONNRESET and then EPIPE, never a signal.
+        let (c, s) = pair().await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        s.close().unwrap();
+        netpoll::time::sleep(Duration::from_millis(10)).await;
+        let mut errors = 0;
+        for _ in 0..10 {
+            match c.write_all(&[1u8; 1024]).await {
+                Ok(()) => {}
+                Err(e) => {
+                    assert!(is_pipe_or_reset(&e), "{e:?}");
+                    errors += 1;
+                }
+            }
+            if let Err(e) = c
+                .write_vectored(&[IoSlice::new(b"a"), IoSlice::new(b"b")])
+                .await
+            {
+                assert!(is_pipe_or_reset(&e), "{e:?}");
+                errors += 1;
+            }
+        }
+        assert!(errors >= 18, "writes to a reset peer kept succeeding");
+
+        // A writer blocked on a full buffer when the reset arrives.
+        let (c, s) = pair().await;
+        let c2 = c.clone();
+        let writer = netpoll::spawn(async move {
+            let chunk = vec![0u8; 64 * 1024];
+            loop {
+                if let Err(e) = c2.write(&chunk).await {
+                    return e;
+                }
+            }
+        });
+        netpoll::time::sleep(Duration::from_millis(50)).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        s.close().unwrap();
+        let e = within(Duration::from_secs(5), "blocked writer after reset", writer)
+            .await
+            .unwrap();
+        assert!(is_pipe_or_reset(&e), "{e:?}");
+        drop(c);
+        println!("no SIGPIPE");
+    });
+    assert!(sigpipe_is_default());
+}
