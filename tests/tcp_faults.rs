@@ -227,3 +227,120 @@ fn sigpipe_child() {
     });
     assert!(sigpipe_is_default());
 }
+
+/// Brings the loopback interface up (a new network namespace starts with it down).
+fn loopback_up() -> io::Result<()> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero ifreq is valid; the name is NUL-terminated within IFNAMSIZ, and the
+    // ioctls read and write only the ifreq passed to them.
+    unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn set_ephemeral_ports(low: u16, high: u16) -> io::Result<()> {
+    std::fs::write(
+        "/proc/sys/net/ipv4/ip_local_port_range",
+        format!("{low} {high}"),
+    )
+}
+
+// Go's selfConnect retry (doDialTCPProto, issue 2690): when the kernel picks the port being
+// dialled as the local port and nobody listens, TCP's simultaneous open connects the socket to
+// itself. Go closes such a connection and dials again (twice at most), as it does on a
+// spurious EADDRNOTAVAIL. The child runs in its own network namespace, where it can narrow the
+// ephemeral port range to force the kernel's choice.
+#[test]
+fn connect_does_not_return_a_connection_to_itself() {
+    const NAME: &str = "connect_does_not_return_a_connection_to_itself";
+    if child_role(NAME).is_some() {
+        return self_connect_child();
+    }
+    use std::os::unix::process::CommandExt;
+    // Map this process's user to root in the new user namespace, so that the child may write
+    // its namespace's sysctls. Built before the fork: the child must not allocate.
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let uid_map = format!("0 {uid} 1\0").into_bytes();
+    let gid_map = format!("0 {gid} 1\0").into_bytes();
+    let started = try_run_in_child(NAME, "netns", CHILD_LIMIT, |cmd| {
+        // SAFETY: runs in the forked child before exec, using only system calls (open, write,
+        // close, unshare: async-signal-safe, no allocation) on buffers built before the fork;
+        // the child is single-threaded, as unshare(CLONE_NEWUSER) requires.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                for (path, data) in [
+                    (&b"/proc/self/setgroups\0"[..], &b"deny"[..]),
+                    (&b"/proc/self/uid_map\0"[..], &uid_map[..uid_map.len() - 1]),
+                    (&b"/proc/self/gid_map\0"[..], &gid_map[..gid_map.len() - 1]),
+                ] {
+                    let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let n = libc::write(fd, data.as_ptr().cast(), data.len());
+                    libc::close(fd);
+                    if n != data.len() as isize {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    });
+    match started {
+        Err(e) => println!("skipped: cannot create a user and network namespace here ({e})"),
+        Ok((status, out)) => {
+            assert!(status.success(), "child failed ({status}):\n{out}");
+            if let Some(line) = out.lines().find(|l| l.contains("skipped:")) {
+                println!("{line}");
+            }
+        }
+    }
+}
+
+fn self_connect_child() {
+    if let Err(e) = loopback_up().and_then(|()| set_ephemeral_ports(40000, 40000)) {
+        println!("skipped: cannot configure the namespace ({e})");
+        return;
+    }
+    run(1, LIMIT, async {
+        // The only ephemeral port is the one dialled: every attempt connects to itself or finds
+        // the port still held (TIME_WAIT), so after the retries the dial fails.
+        let target: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        match netpoll::net::TcpStream::connect(target).await {
+            Ok(c) => panic!(
+                "connected to itself: {:?} -> {:?}",
+                c.local_addr(),
+                c.peer_addr()
+            ),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EADDRNOTAVAIL), "{e:?}"),
+        }
+        // With a second port to fall back on, the retry reaches the truth: nobody listens.
+        set_ephemeral_ports(40010, 40011).unwrap();
+        let target: std::net::SocketAddr = "127.0.0.1:40010".parse().unwrap();
+        match netpoll::net::TcpStream::connect(target).await {
+            Ok(c) => panic!(
+                "connected to itself: {:?} -> {:?}",
+                c.local_addr(),
+                c.peer_addr()
+            ),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e:?}"),
+        }
+    });
+}

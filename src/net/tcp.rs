@@ -188,12 +188,47 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let mut last = None;
         for addr in resolve(addr)? {
-            match Self::connect_addr(addr, deadline).await {
+            match Self::connect_retrying(addr, deadline).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.expect("at least one address"))
+    }
+
+    /// Go's `doDialTCPProto` retries. With the local port left to the kernel, two dials can go
+    /// wrong in ways that say nothing about the peer, and each is retried at most twice, after
+    /// which the result stands:
+    ///
+    /// * **self-connect**: dialling a local port nobody listens on, the kernel may pick that
+    ///   very port as the source, and TCP's simultaneous open connects the socket to itself
+    ///   (Go issue 2690). The connection is closed and the dial tried again;
+    /// * **spurious `EADDRNOTAVAIL`**: the kernel picked a local port still in use.
+    async fn connect_retrying(
+        addr: SocketAddr,
+        deadline: Option<Instant>,
+    ) -> io::Result<TcpStream> {
+        let mut retries = 2;
+        loop {
+            let result = Self::connect_addr(addr, deadline).await;
+            let retry = match &result {
+                Ok(s) => s.is_self_connected(),
+                Err(e) => e.raw_os_error() == Some(libc::EADDRNOTAVAIL),
+            };
+            if !retry || retries == 0 {
+                return result;
+            }
+            retries -= 1;
+            // Dropping a self-connected stream closes it.
+        }
+    }
+
+    /// Go's `selfConnect`: the local and remote addresses are the same.
+    fn is_self_connected(&self) -> bool {
+        match (self.local_addr(), self.peer_addr()) {
+            (Ok(local), Ok(peer)) => local == peer,
+            _ => false,
+        }
     }
 
     /// Go's `netFD.connect`: start a non-blocking connect, then wait for writability and read

@@ -185,14 +185,25 @@ pub fn child_role(name: &str) -> Option<String> {
 /// Re-runs test `name` of this test binary in a child process with `arg` as its
 /// [`child_role`], and returns its exit status and output. The child is killed after `limit`.
 pub fn run_in_child(name: &str, arg: &str, limit: Duration) -> (std::process::ExitStatus, String) {
+    try_run_in_child(name, arg, limit, |_| {}).unwrap()
+}
+
+/// [`run_in_child`], with `configure` applied to the command first; fails if the child cannot
+/// be started.
+pub fn try_run_in_child(
+    name: &str,
+    arg: &str,
+    limit: Duration,
+    configure: impl FnOnce(&mut Command),
+) -> io::Result<(std::process::ExitStatus, String)> {
     let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+    let mut cmd = Command::new(exe);
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{name}={arg}"))
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    configure(&mut cmd);
+    let child = cmd.spawn()?;
     let pid = child.id() as libc::pid_t;
     let (tx, rx) = mpsc::channel();
     // Collect the output on a thread so that a chatty child never blocks on a full pipe.
@@ -218,5 +229,5 @@ pub fn run_in_child(name: &str, arg: &str, limit: Duration) -> (std::process::Ex
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status, text)
+    Ok((out.status, text))
 }
