@@ -446,3 +446,134 @@ fn dropping_the_runtime_closes_its_sockets() {
         assert_eq!(n, 0);
     });
 }
+
+/// A small deterministic generator for the stress tests' choices.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+// Go: TestMutexStress and TestMutexCloseUnblock through the API, with cancellation: tasks on
+// clones of one connection read, write, peek, set deadlines and give up on operations midway,
+// then a close lands at a varying moment. Every task must end with the closed error (none
+// hangs, none panics), and the peer must see the connection end.
+#[test]
+fn close_races_with_operations_and_cancellations_on_clones() {
+    run(4, Duration::from_secs(60), async {
+        for round in 0..40u64 {
+            let (c, s) = pair().await;
+            let peer = netpoll::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            // Answer some of it so that reads on the other side have data.
+                            let _ = s.write(&buf[..n.min(7)]).await;
+                        }
+                    }
+                }
+            });
+            let tasks: Vec<_> = (0..8u64)
+                .map(|k| {
+                    let c = c.clone();
+                    netpoll::spawn(async move {
+                        let mut rng = XorShift(round * 1000 + k + 1);
+                        let mut buf = [0u8; 64];
+                        loop {
+                            let r: io::Result<()> = match rng.next(6) {
+                                0 => c.read(&mut buf).await.map(drop),
+                                1 => c.write_all(&buf[..rng.next(64) as usize]).await,
+                                2 => c.peek(&mut buf).await.map(drop),
+                                3 => {
+                                    let d = Duration::from_micros(rng.next(500));
+                                    match netpoll::time::timeout(d, c.read_exact(&mut buf[..3]))
+                                        .await
+                                    {
+                                        Ok(r) => r,
+                                        Err(_) => Ok(()), // cancelled midway
+                                    }
+                                }
+                                4 => {
+                                    let t = std::time::Instant::now()
+                                        + Duration::from_micros(rng.next(300));
+                                    c.set_deadline(Some(t)).and_then(|()| c.set_deadline(None))
+                                }
+                                _ => {
+                                    let d = Duration::from_micros(rng.next(300));
+                                    match netpoll::time::timeout(d, c.write(b"ping")).await {
+                                        Ok(r) => r.map(drop),
+                                        Err(_) => Ok(()),
+                                    }
+                                }
+                            };
+                            match r {
+                                Err(e) if netpoll::net::is_closed(&e) => return,
+                                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                                Err(e) => panic!("task {k}: {e:?}"),
+                                Ok(()) => {}
+                            }
+                        }
+                    })
+                })
+                .collect();
+            match round % 3 {
+                0 => netpoll::yield_now().await,
+                1 => netpoll::time::sleep(Duration::from_micros(200)).await,
+                _ => netpoll::time::sleep(Duration::from_millis(2)).await,
+            }
+            c.close().unwrap();
+            for t in tasks {
+                within(PROMPT, "an operation after close", t).await.unwrap();
+            }
+            drop(c);
+            within(PROMPT, "the peer to see the close", peer)
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// A socket kept past its runtime's drop: operations fail with the closed error (without a
+/// runtime to wait on, none may block), and dropping the socket still closes it.
+#[test]
+fn a_socket_that_outlives_its_runtime_fails_and_closes() {
+    let _dog = Watchdog::new(LIMIT);
+    let std_ln = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_ln.local_addr().unwrap();
+    let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
+    let c = rt.block_on(TcpStream::connect(addr)).unwrap();
+    let ln = {
+        let _g = rt.enter();
+        TcpListener::bind("127.0.0.1:0").unwrap()
+    };
+    let (mut peer, _) = std_ln.accept().unwrap();
+    drop(rt);
+
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut buf = [0u8; 4];
+    match pin!(c.read(&mut buf)).poll(&mut cx) {
+        Poll::Ready(r) => assert_closed(r),
+        Poll::Pending => panic!("a read blocked on a runtime that is gone"),
+    }
+    match pin!(c.write(b"x")).poll(&mut cx) {
+        Poll::Ready(r) => assert_closed(r),
+        Poll::Pending => panic!("a write blocked on a runtime that is gone"),
+    }
+    match pin!(ln.accept()).poll(&mut cx) {
+        Poll::Ready(r) => assert_closed(r.map(drop)),
+        Poll::Pending => panic!("an accept blocked on a runtime that is gone"),
+    }
+    drop(c);
+    drop(ln);
+    use std::io::Read;
+    peer.set_read_timeout(Some(PROMPT)).unwrap();
+    assert_eq!(peer.read(&mut buf).unwrap(), 0, "the peer sees the close");
+}
