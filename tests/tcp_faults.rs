@@ -228,6 +228,56 @@ fn sigpipe_child() {
     assert!(sigpipe_is_default());
 }
 
+/// Runs test `name` in a child process with its own user and network namespace, in which it
+/// may bring up loopback and change the namespace's sysctls; skips with a note where namespaces
+/// cannot be created (the child itself prints "skipped:" if it cannot configure them).
+fn run_in_namespaces(name: &str) {
+    use std::os::unix::process::CommandExt;
+    // Map this process's user to root in the new user namespace, so that the child may write
+    // its namespace's sysctls. Built before the fork: the child must not allocate.
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let uid_map = format!("0 {uid} 1\0").into_bytes();
+    let gid_map = format!("0 {gid} 1\0").into_bytes();
+    let started = try_run_in_child(name, "netns", CHILD_LIMIT, |cmd| {
+        // SAFETY: runs in the forked child before exec, using only system calls (open, write,
+        // close, unshare: async-signal-safe, no allocation) on buffers built before the fork;
+        // the child is single-threaded, as unshare(CLONE_NEWUSER) requires.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                for (path, data) in [
+                    (&b"/proc/self/setgroups\0"[..], &b"deny"[..]),
+                    (&b"/proc/self/uid_map\0"[..], &uid_map[..uid_map.len() - 1]),
+                    (&b"/proc/self/gid_map\0"[..], &gid_map[..gid_map.len() - 1]),
+                ] {
+                    let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let n = libc::write(fd, data.as_ptr().cast(), data.len());
+                    libc::close(fd);
+                    if n != data.len() as isize {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    });
+    match started {
+        Err(e) => println!("skipped: cannot create a user and network namespace here ({e})"),
+        Ok((status, out)) => {
+            assert!(status.success(), "child failed ({status}):\n{out}");
+            if let Some(line) = out.lines().find(|l| l.contains("skipped:")) {
+                println!("{line}");
+            }
+        }
+    }
+}
+
 /// Brings the loopback interface up (a new network namespace starts with it down).
 fn loopback_up() -> io::Result<()> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
@@ -268,50 +318,7 @@ fn connect_does_not_return_a_connection_to_itself() {
     if child_role(NAME).is_some() {
         return self_connect_child();
     }
-    use std::os::unix::process::CommandExt;
-    // Map this process's user to root in the new user namespace, so that the child may write
-    // its namespace's sysctls. Built before the fork: the child must not allocate.
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let uid_map = format!("0 {uid} 1\0").into_bytes();
-    let gid_map = format!("0 {gid} 1\0").into_bytes();
-    let started = try_run_in_child(NAME, "netns", CHILD_LIMIT, |cmd| {
-        // SAFETY: runs in the forked child before exec, using only system calls (open, write,
-        // close, unshare: async-signal-safe, no allocation) on buffers built before the fork;
-        // the child is single-threaded, as unshare(CLONE_NEWUSER) requires.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                for (path, data) in [
-                    (&b"/proc/self/setgroups\0"[..], &b"deny"[..]),
-                    (&b"/proc/self/uid_map\0"[..], &uid_map[..uid_map.len() - 1]),
-                    (&b"/proc/self/gid_map\0"[..], &gid_map[..gid_map.len() - 1]),
-                ] {
-                    let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY);
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let n = libc::write(fd, data.as_ptr().cast(), data.len());
-                    libc::close(fd);
-                    if n != data.len() as isize {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-    });
-    match started {
-        Err(e) => println!("skipped: cannot create a user and network namespace here ({e})"),
-        Ok((status, out)) => {
-            assert!(status.success(), "child failed ({status}):\n{out}");
-            if let Some(line) = out.lines().find(|l| l.contains("skipped:")) {
-                println!("{line}");
-            }
-        }
-    }
+    run_in_namespaces(NAME);
 }
 
 fn self_connect_child() {
@@ -342,5 +349,56 @@ fn self_connect_child() {
             ),
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e:?}"),
         }
+    });
+}
+
+// Go's setDefaultSockopts: IPv6 sockets get IPV6_V6ONLY set explicitly (off for "tcp"), so a
+// listener on [::] takes IPv4 connections whatever the system default (`bindv6only`) is. The
+// child turns that default on in its own network namespace.
+#[test]
+fn wildcard_ipv6_listener_is_dual_stack_whatever_the_system_default() {
+    const NAME: &str = "wildcard_ipv6_listener_is_dual_stack_whatever_the_system_default";
+    if child_role(NAME).is_some() {
+        return dual_stack_child();
+    }
+    run_in_namespaces(NAME);
+}
+
+fn dual_stack_child() {
+    let configured =
+        loopback_up().and_then(|()| std::fs::write("/proc/sys/net/ipv6/bindv6only", "1"));
+    if let Err(e) = configured {
+        println!("skipped: cannot configure the namespace ({e})");
+        return;
+    }
+    run(1, LIMIT, async {
+        let ln = match netpoll::net::TcpListener::bind("[::]:0") {
+            Ok(ln) => ln,
+            Err(e) => {
+                println!("skipped: no IPv6 here ({e})");
+                return;
+            }
+        };
+        assert_eq!(sockopt_int(&ln, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY), 0);
+        let port = ln.local_addr().unwrap().port();
+        let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let c = within(
+            PROMPT,
+            "connect over IPv4",
+            netpoll::net::TcpStream::connect(v4),
+        )
+        .await
+        .expect("an IPv4 connection to a [::] listener");
+        let (s, peer) = within(PROMPT, "accept", ln.accept()).await.unwrap();
+        match peer {
+            std::net::SocketAddr::V6(a) => {
+                assert_eq!(a.ip().to_ipv4_mapped(), Some([127, 0, 0, 1].into()))
+            }
+            other => panic!("unexpected peer {other}"),
+        }
+        c.write_all(b"v4").await.unwrap();
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"v4");
     });
 }

@@ -17,9 +17,15 @@ pub(crate) const KEEPALIVE_COUNT: u32 = 9;
 /// Linux's `SOMAXCONN`, Go's fallback when `/proc/sys/net/core/somaxconn` is unreadable or 0.
 const DEFAULT_BACKLOG: i32 = 128;
 
-/// A non-blocking, close-on-exec socket (Go's `sysSocket`).
+/// A non-blocking, close-on-exec socket (Go's `sysSocket`) with Go's `setDefaultSockopts`:
+/// IPv6 sockets are dual-stack (`IPV6_V6ONLY` off, set explicitly rather than left to the
+/// system's `net.ipv6.bindv6only`), so a listener on `[::]` also takes IPv4 connections.
 pub(crate) fn new_socket(domain: Domain, ty: Type) -> io::Result<Socket> {
-    Socket::new(domain, ty.nonblocking().cloexec(), None)
+    let socket = Socket::new(domain, ty.nonblocking().cloexec(), None)?;
+    if domain == Domain::IPV6 {
+        socket.set_only_v6(false)?;
+    }
+    Ok(socket)
 }
 
 /// The listen backlog: `/proc/sys/net/core/somaxconn`, read once (Go's `listenerBacklog`).
