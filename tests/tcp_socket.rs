@@ -129,6 +129,65 @@ fn connect_falls_back_to_the_next_address() {
     });
 }
 
+/// A loopback address whose connects hang (see `tcp_timeout.rs`): a backlog-0 listener with a
+/// full accept queue. Returns what must stay alive while it is used.
+fn black_hole() -> (
+    std::net::SocketAddr,
+    socket2::Socket,
+    Vec<std::net::TcpStream>,
+) {
+    let ln = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    ln.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    ln.listen(0).unwrap();
+    let addr = ln.local_addr().unwrap().as_socket().unwrap();
+    let mut fill = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(s) => fill.push(s),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return (addr, ln, fill),
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+        assert!(fill.len() < 16, "the accept queue never filled up");
+    }
+}
+
+// Go's dialSerial with partialDeadline: with several addresses, each gets an equal share of the
+// time left (at least 2 s, or all of it if less is left), so one address that hangs does not
+// use up the whole timeout; and the error reported is the first address's.
+#[test]
+fn connect_timeout_shares_the_time_between_addresses() {
+    run(2, LIMIT, async {
+        let (hole, _ln, _fill) = black_hole();
+        let (ln, addr) = listener();
+        let accept = netpoll::spawn(async move { ln.accept().await.map(drop) });
+        let start = std::time::Instant::now();
+        let c = TcpStream::connect_timeout(&[hole, addr][..], Duration::from_secs(4))
+            .await
+            .expect("the second address, after the first one's share of the timeout");
+        assert_eq!(c.peer_addr().unwrap(), addr);
+        assert!(
+            start.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        accept.await.unwrap().unwrap();
+
+        // When every address fails, the first address's error is reported.
+        let (dead, dead_addr) = listener();
+        dead.close().unwrap();
+        let e = TcpStream::connect_timeout(&[dead_addr, hole][..], Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e:?}");
+    });
+}
+
 // Go: TestTCPSpuriousConnSetupCompletion(WithCancel): many dials, some cut short by a timeout or
 // by dropping the connect; every dial that returns a connection returned a connected one.
 #[test]
