@@ -577,3 +577,38 @@ fn a_socket_that_outlives_its_runtime_fails_and_closes() {
     peer.set_read_timeout(Some(PROMPT)).unwrap();
     assert_eq!(peer.read(&mut buf).unwrap(), 0, "the peer sees the close");
 }
+
+/// Forgetting an operation in flight (`mem::forget` is safe) and then dropping the socket
+/// leaks nothing but that operation: the socket is still closed, and nothing panics.
+#[test]
+fn dropping_a_socket_whose_operation_was_forgotten_still_closes_it() {
+    run(2, LIMIT, async {
+        let (c, s) = pair().await;
+        let mut buf = [0u8; 4];
+        {
+            let mut read = Box::pin(c.read(&mut buf));
+            assert!(poll_once(read.as_mut()).await); // holds the read lock, waits for data
+            std::mem::forget(read);
+        }
+        drop(c);
+        let n = within(PROMPT, "the peer to see the close", s.read(&mut [0u8; 1]))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+
+        // The same after an explicit close, which had to leave the fd to the operation.
+        let (c, s) = pair().await;
+        let mut buf = [0u8; 4];
+        {
+            let mut read = Box::pin(c.read(&mut buf));
+            assert!(poll_once(read.as_mut()).await);
+            std::mem::forget(read);
+        }
+        c.close().unwrap();
+        drop(c);
+        let n = within(PROMPT, "the peer to see the close", s.read(&mut [0u8; 1]))
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    });
+}
