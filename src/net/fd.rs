@@ -45,8 +45,10 @@ struct Inner {
     ///
     /// Open, non-blocking and registered with `reg` from construction until `destroy`, which
     /// runs exactly once: when the last reference leaves a closed mutex (see `fd_mutex.rs`), or
-    /// in `Drop` when the socket was never closed. No system call uses it after `destroy`
-    /// because every user holds a reference on `mutex`.
+    /// in `Drop` when that has not happened (the socket was never closed, or an operation's
+    /// future was leaked with its reference). No system call uses it after `destroy`: every
+    /// user holds a reference on `mutex` and borrows a handle, and `Drop` runs once no handle
+    /// is left.
     fd: RawFd,
     mutex: FdMutex,
     reg: Registration,
@@ -227,11 +229,19 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // The last clone is gone, so no operation is in flight: close unless `close` did.
+        // The last clone is gone, so no operation can run any more: every operation borrows a
+        // handle. A reference still held belongs to an operation whose future was leaked
+        // (`mem::forget`, which is safe) and will never be polled again, so it must not keep
+        // the fd open. Three cases:
+        // * not closed yet: close, and destroy whatever the count says;
+        // * closed, references left: `close` left the fd to those operations, which will never
+        //   leave — destroy now;
+        // * closed, no reference left: the last one to leave already destroyed it.
         if self.mutex.close().is_ok() {
             self.reg.evict();
-            let last = self.mutex.decref();
-            debug_assert!(last, "an operation outlived every handle of its socket");
+            let _ = self.mutex.decref();
+            self.destroy();
+        } else if self.mutex.has_refs() {
             self.destroy();
         }
     }

@@ -154,6 +154,13 @@ impl FdMutex {
         self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
+    /// Whether any reference is held. Once the last handle of a socket is gone, a reference
+    /// can only belong to an operation whose future was leaked (`mem::forget`), which will
+    /// never run again.
+    pub(crate) fn has_refs(&self) -> bool {
+        self.state.load(Ordering::Acquire) & REF_MASK != 0
+    }
+
     /// Go's `incref`: a reference for an operation that takes no lock.
     pub(crate) fn incref(&self) -> Result<(), LockError> {
         let mut old = self.state.load(Ordering::Relaxed);

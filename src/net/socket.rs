@@ -17,9 +17,15 @@ pub(crate) const KEEPALIVE_COUNT: u32 = 9;
 /// Linux's `SOMAXCONN`, Go's fallback when `/proc/sys/net/core/somaxconn` is unreadable or 0.
 const DEFAULT_BACKLOG: i32 = 128;
 
-/// A non-blocking, close-on-exec socket (Go's `sysSocket`).
+/// A non-blocking, close-on-exec socket (Go's `sysSocket`) with Go's `setDefaultSockopts`:
+/// IPv6 sockets are dual-stack (`IPV6_V6ONLY` off, set explicitly rather than left to the
+/// system's `net.ipv6.bindv6only`), so a listener on `[::]` also takes IPv4 connections.
 pub(crate) fn new_socket(domain: Domain, ty: Type) -> io::Result<Socket> {
-    Socket::new(domain, ty.nonblocking().cloexec(), None)
+    let socket = Socket::new(domain, ty.nonblocking().cloexec(), None)?;
+    if domain == Domain::IPV6 {
+        socket.set_only_v6(false)?;
+    }
+    Ok(socket)
 }
 
 /// The listen backlog: `/proc/sys/net/core/somaxconn`, read once (Go's `listenerBacklog`).
@@ -50,11 +56,13 @@ pub(crate) fn set_tcp_defaults(socket: &Socket) -> io::Result<()> {
 }
 
 /// Enables keep-alive probes after `idle` (and every `idle` after that, 9 times), or disables
-/// them with `None`.
+/// them with `None`. The kernel counts whole seconds: a fraction rounds up, as Go's
+/// `roundDurationUp` does (truncating would turn 1.5 s into 1 s and 500 ms into an `EINVAL`).
 pub(crate) fn set_keepalive(socket: &Socket, idle: Option<Duration>) -> io::Result<()> {
     match idle {
         None => socket.set_keepalive(false),
         Some(idle) => {
+            let idle = round_up_to_seconds(idle);
             let interval = if idle == KEEPALIVE_IDLE {
                 KEEPALIVE_INTERVAL
             } else {
@@ -66,6 +74,16 @@ pub(crate) fn set_keepalive(socket: &Socket, idle: Option<Duration>) -> io::Resu
                 .with_retries(KEEPALIVE_COUNT);
             socket.set_tcp_keepalive(&ka)
         }
+    }
+}
+
+/// `d` rounded up to a whole number of seconds (saturating).
+fn round_up_to_seconds(d: Duration) -> Duration {
+    let secs = d.as_secs();
+    if d.subsec_nanos() == 0 {
+        d
+    } else {
+        Duration::from_secs(secs.saturating_add(1))
     }
 }
 

@@ -10,7 +10,7 @@ use socket2::{Domain, Socket, Type};
 
 use super::fd::{cap_rw, NetFd};
 use super::socket;
-use crate::pd::Mode;
+use crate::pd::{Mode, PollError};
 
 /// A TCP listening socket.
 ///
@@ -156,7 +156,8 @@ impl TcpListener {
 }
 
 impl TcpStream {
-    /// Connects to `addr`, trying each resolved address in turn.
+    /// Connects to `addr`, trying each resolved address in turn; when all fail, the first
+    /// address's error is returned (Go's `dialSerial`).
     ///
     /// Host names are resolved on the calling thread (see [`TcpListener::bind`]).
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
@@ -165,6 +166,10 @@ impl TcpStream {
 
     /// Connects, failing with `TimedOut` if the connection is not established within
     /// `timeout` (Go's `DialTimeout`).
+    ///
+    /// With several addresses, each in turn gets an equal share of the time left, but at least
+    /// 2 s (Go's `partialDeadline`), so one address that does not answer cannot use up the
+    /// whole timeout. When all fail, the first address's error is returned.
     pub async fn connect_timeout(
         addr: impl ToSocketAddrs,
         timeout: Duration,
@@ -186,14 +191,62 @@ impl TcpStream {
         addr: impl ToSocketAddrs,
         deadline: Option<Instant>,
     ) -> io::Result<TcpStream> {
-        let mut last = None;
-        for addr in resolve(addr)? {
-            match Self::connect_addr(addr, deadline).await {
+        // Go's `dialSerial`: each address in turn, each with its share of the time left; the
+        // first error is the one reported.
+        let addrs = resolve(addr)?;
+        let mut first_err = None;
+        for (i, addr) in addrs.iter().enumerate() {
+            let result = match deadline {
+                None => Self::connect_retrying(*addr, None).await,
+                Some(deadline) => match partial_deadline(Instant::now(), deadline, addrs.len() - i)
+                {
+                    Some(d) => Self::connect_retrying(*addr, Some(d)).await,
+                    None => Err(PollError::Timeout.into()),
+                },
+            };
+            match result {
                 Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        Err(last.expect("at least one address"))
+        Err(first_err.expect("at least one address"))
+    }
+
+    /// Go's `doDialTCPProto` retries. With the local port left to the kernel, two dials can go
+    /// wrong in ways that say nothing about the peer, and each is retried at most twice, after
+    /// which the result stands:
+    ///
+    /// * **self-connect**: dialling a local port nobody listens on, the kernel may pick that
+    ///   very port as the source, and TCP's simultaneous open connects the socket to itself
+    ///   (Go issue 2690). The connection is closed and the dial tried again;
+    /// * **spurious `EADDRNOTAVAIL`**: the kernel picked a local port still in use.
+    async fn connect_retrying(
+        addr: SocketAddr,
+        deadline: Option<Instant>,
+    ) -> io::Result<TcpStream> {
+        let mut retries = 2;
+        loop {
+            let result = Self::connect_addr(addr, deadline).await;
+            let retry = match &result {
+                Ok(s) => s.is_self_connected(),
+                Err(e) => e.raw_os_error() == Some(libc::EADDRNOTAVAIL),
+            };
+            if !retry || retries == 0 {
+                return result;
+            }
+            retries -= 1;
+            // Dropping a self-connected stream closes it.
+        }
+    }
+
+    /// Go's `selfConnect`: the local and remote addresses are the same.
+    fn is_self_connected(&self) -> bool {
+        match (self.local_addr(), self.peer_addr()) {
+            (Ok(local), Ok(peer)) => local == peer,
+            _ => false,
+        }
     }
 
     /// Go's `netFD.connect`: start a non-blocking connect, then wait for writability and read
@@ -402,6 +455,25 @@ impl TcpStream {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.fd.with_ref(socket::take_error)
     }
+}
+
+/// Go's `partialDeadline`: the deadline for one of `remaining` addresses still to try — an
+/// equal share of the time left, but at least 2 s (or all of it, if less is left), so that one
+/// address that hangs cannot use up the whole timeout and a long list still gives each address
+/// a fair try. `None` when the deadline has passed.
+fn partial_deadline(now: Instant, deadline: Instant, remaining: usize) -> Option<Instant> {
+    /// Go's `saneMinimum`.
+    const SANE_MINIMUM: Duration = Duration::from_secs(2);
+    let left = deadline
+        .checked_duration_since(now)
+        .filter(|d| !d.is_zero())?;
+    let share = left / u32::try_from(remaining.max(1)).unwrap_or(u32::MAX);
+    let share = if share < SANE_MINIMUM {
+        left.min(SANE_MINIMUM)
+    } else {
+        share
+    };
+    Some(now + share)
 }
 
 fn in_progress(e: &io::Error) -> bool {
