@@ -271,7 +271,6 @@ fn read_write_and_accept_paths_do_not_allocate() {
 /// A read that times out allocates nothing either: idle timeouts are a normal event for a
 /// server, not an exceptional one.
 #[test]
-#[ignore = "bug: the TimedOut io::Error is built with io::Error::new(kind, &str): 3 allocations, src/pd/mod.rs:88"]
 fn timed_out_reads_do_not_allocate() {
     let _serial = serial();
     run(2, Duration::from_secs(60), async {
@@ -301,7 +300,6 @@ fn timed_out_reads_do_not_allocate() {
 /// The monitor thread must not allocate on its rounds either: they run every 20 µs to 10 ms
 /// while the workers are busy, so an allocation there is a steady trickle under load.
 #[test]
-#[ignore = "bug: sysmon clones the machine list (a Vec) on every round, src/sched/sysmon.rs:169"]
 fn sysmon_does_not_allocate_while_workers_are_busy() {
     let _serial = serial();
     run(2, Duration::from_secs(60), async {

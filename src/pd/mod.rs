@@ -85,7 +85,8 @@ impl From<PollError> for io::Error {
     fn from(e: PollError) -> io::Error {
         match e {
             PollError::Closing => closed_error(),
-            PollError::Timeout => io::Error::new(io::ErrorKind::TimedOut, "i/o timeout"),
+            // Without a payload: no allocation, since idle timeouts are routine for servers.
+            PollError::Timeout => io::Error::from(io::ErrorKind::TimedOut),
             PollError::NotPollable => io::Error::other("not pollable"),
         }
     }

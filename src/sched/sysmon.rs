@@ -113,6 +113,8 @@ fn run(handle: Handle) {
     let clock = &shared.driver.clock;
     // Per machine: the poll sequence number last seen and when it was first seen.
     let mut seen: HashMap<usize, (u64, u64)> = HashMap::new();
+    // Reused every round so that the monitor does not allocate while the workers are busy.
+    let mut machines: Vec<std::sync::Arc<super::worker::Machine>> = Vec::new();
     let mut delay = MIN_DELAY;
     let mut idle_rounds = 0u32;
     let mut all_idle_rounds = 0u32;
@@ -183,7 +185,8 @@ fn run(handle: Handle) {
         }
 
         // 3. Machines stuck in one poll.
-        let machines = shared.machines.lock().clone();
+        machines.clear();
+        machines.extend(shared.machines.lock().iter().cloned());
         seen.retain(|id, _| machines.iter().any(|m| m.id() == *id));
         for m in &machines {
             let seq = m.poll_seq();
@@ -207,7 +210,7 @@ fn run(handle: Handle) {
                 }
             }
         }
-        drop(machines);
+        machines.clear();
 
         if progress {
             delay = MIN_DELAY;
