@@ -243,7 +243,8 @@ impl Runtime {
         self.handle.shutdown(Some(left));
     }
 
-    /// The number of tasks spawned and not yet finished.
+    /// The number of tasks spawned and not yet finished. A task that has just completed may
+    /// still be counted for a moment after its `JoinHandle` resolved.
     pub fn alive_tasks(&self) -> usize {
         self.handle.shared.alive_tasks()
     }

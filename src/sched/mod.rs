@@ -62,7 +62,7 @@
 
 pub(crate) mod blocking;
 pub(crate) mod context;
-mod idle;
+pub(crate) mod idle;
 pub(crate) mod inject;
 pub(crate) mod metrics;
 pub(crate) mod queue;

@@ -75,20 +75,22 @@ impl Interval {
         }
         let scheduled = self.sleep.deadline();
         let now = Instant::now();
-        let next = match self.missed {
-            MissedTickBehavior::Burst => scheduled + self.period,
-            MissedTickBehavior::Delay => now + self.period,
-            MissedTickBehavior::Skip => {
-                let mut next = scheduled + self.period;
-                if next <= now {
+        let on_schedule = scheduled + self.period;
+        let next = if on_schedule > now {
+            // Not behind: every behaviour keeps the schedule.
+            on_schedule
+        } else {
+            match self.missed {
+                MissedTickBehavior::Burst => on_schedule,
+                MissedTickBehavior::Delay => now + self.period,
+                MissedTickBehavior::Skip => {
                     let behind = now.duration_since(scheduled).as_nanos();
                     let periods = behind / self.period.as_nanos() + 1;
-                    next = scheduled
+                    scheduled
                         + self
                             .period
-                            .saturating_mul(u32::try_from(periods).unwrap_or(u32::MAX));
+                            .saturating_mul(u32::try_from(periods).unwrap_or(u32::MAX))
                 }
-                next
             }
         };
         self.sleep.reset(next);
