@@ -552,7 +552,12 @@ fn spawn_outside_a_runtime_panics_with_a_clear_message() {
         assert!(msg.contains("Runtime::block_on"), "{msg}");
         let msg = panic_of(|| netpoll::spawn_blocking(|| {}));
         assert!(msg.contains("no netpoll runtime"), "{msg}");
-        let msg = panic_of(|| netpoll::time::sleep(Duration::from_millis(1)));
+        // Timers find their runtime when first polled: creating one is fine, polling it is not.
+        let mut sleep = netpoll::time::sleep(Duration::from_millis(50));
+        let msg = panic_of(move || {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = std::future::Future::poll(std::pin::Pin::new(&mut sleep), &mut cx);
+        });
         assert!(msg.contains("no netpoll runtime"), "{msg}");
     });
 }
