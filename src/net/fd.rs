@@ -16,12 +16,25 @@
 //! `close` marks the socket closed, wakes every queued and waiting operation with the closed
 //! error, and returns at once; the fd itself is closed when the last operation has left.
 //! Dropping the last clone closes too.
+//!
+//! # Skipping the read that would fail (TCP)
+//!
+//! With edge-triggered readiness Go must read until `EAGAIN`, so a request-response
+//! connection costs three system calls per request: the read, the write, and a read that fails
+//! with `EAGAIN` before the task waits. TCP connections ask the kernel, with `TCP_INQ`, how many
+//! bytes each read left in the receive queue. When a read leaves none (`drained`), the next
+//! read waits for readiness *first*: any byte that arrives after that read raises a new edge,
+//! which the wait consumes (or is woken by), so nothing is missed and the failing read is
+//! saved. A short read alone would not do: `recv` also stops early at TCP's urgent mark with
+//! data still queued. Every other read-side path clears `drained`, since it may leave data
+//! behind without knowing. See [`NetFd::read_stream`].
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -52,6 +65,12 @@ struct Inner {
     fd: RawFd,
     mutex: FdMutex,
     reg: Registration,
+    /// `TCP_INQ` is on: reads report what they left in the receive queue. Set once, before the
+    /// socket is shared.
+    inq: AtomicBool,
+    /// The last read left the receive queue empty (module docs). Only touched under the read
+    /// lock, which orders every access.
+    drained: AtomicBool,
 }
 
 impl fmt::Debug for NetFd {
@@ -83,6 +102,8 @@ impl NetFd {
                 fd: fd.into_raw_fd(),
                 mutex: FdMutex::new(),
                 reg,
+                inq: AtomicBool::new(false),
+                drained: AtomicBool::new(false),
             }),
         })
     }
@@ -129,12 +150,75 @@ impl NetFd {
         self.io_loop(Mode::Read, &mut f).await
     }
 
+    /// Asks the kernel to report, with every read, how many bytes are left to read
+    /// (`TCP_INQ`, Linux 4.18+), enabling the skipped read of the module docs. Without kernel
+    /// support the socket simply reads as Go does.
+    pub(crate) fn enable_inq(&self) {
+        if super::socket::set_inq(self.inner.fd).is_ok() {
+            self.inner.inq.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A stream read (`recv` into `buf`) that waits for readiness first when the previous read
+    /// drained the socket (module docs). `Ok(0)` at once for an empty `buf`.
+    pub(crate) async fn read_stream(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let _guard = self.lock(Side::Read).await?;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let inner = &*self.inner;
+        let len = cap_rw(buf.len());
+        if !inner.inq.load(Ordering::Relaxed) {
+            return self
+                .io_loop(Mode::Read, &mut |fd| {
+                    super::socket::recv(fd, &mut buf[..len], 0)
+                })
+                .await;
+        }
+        let reg = &inner.reg;
+        if inner.drained.load(Ordering::Relaxed) {
+            // Keep any readiness that arrived since the last read: it is not stale.
+            reg.check(Mode::Read)?;
+            self.wait(Mode::Read).await?;
+        } else {
+            reg.prepare(Mode::Read)?;
+        }
+        loop {
+            match super::socket::recv_inq(inner.fd, &mut buf[..len]) {
+                Ok((n, left)) => {
+                    inner
+                        .drained
+                        .store(n > 0 && left == Some(0), Ordering::Relaxed);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(Mode::Read).await?,
+                Err(e) => {
+                    inner.drained.store(false, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn wait(&self, mode: Mode) -> Wait<'_> {
+        Wait {
+            reg: &self.inner.reg,
+            mode,
+            waiting: false,
+        }
+    }
+
     async fn io_loop<R>(
         &self,
         mode: Mode,
         f: &mut impl FnMut(RawFd) -> io::Result<R>,
     ) -> io::Result<R> {
         let reg = &self.inner.reg;
+        if mode == Mode::Read {
+            // This read may leave data behind without knowing (module docs).
+            self.inner.drained.store(false, Ordering::Relaxed);
+        }
         reg.prepare(mode)?;
         loop {
             match f(self.inner.fd) {

@@ -124,6 +124,7 @@ impl TcpListener {
             .as_socket()
             .ok_or_else(|| io::Error::other("accepted a non-inet connection"))?;
         let fd = NetFd::with_handle(OwnedFd::from(socket), self.fd.handle())?;
+        fd.enable_inq();
         Ok((TcpStream { fd }, addr))
     }
 
@@ -284,6 +285,7 @@ impl TcpStream {
             fd.set_deadline(None, Some(Mode::Write))?;
         }
         fd.with_ref(|raw| socket::with_socket(raw, socket::set_tcp_defaults))?;
+        fd.enable_inq();
         Ok(TcpStream { fd })
     }
 
@@ -295,18 +297,15 @@ impl TcpStream {
     #[track_caller]
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
-        Ok(TcpStream {
-            fd: NetFd::new(OwnedFd::from(stream))?,
-        })
+        let fd = NetFd::new(OwnedFd::from(stream))?;
+        fd.enable_inq();
+        Ok(TcpStream { fd })
     }
 
     /// Reads into `buf`, waiting for data. `Ok(0)` means the peer closed its side (or `buf` is
     /// empty, which returns at once).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.fd
-            .read_op_or_empty(len, |fd| socket::recv(fd, &mut buf[..cap_rw(len)], 0))
-            .await
+        self.fd.read_stream(buf).await
     }
 
     /// Reads exactly `buf.len()` bytes, holding the read side for the whole call.

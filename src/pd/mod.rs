@@ -369,10 +369,15 @@ impl Registration {
     /// Go's `pollReset`, at the start of every operation: fails fast on a closed socket or an
     /// expired deadline (even when data is ready), and clears a stale readiness notification.
     pub(crate) fn prepare(&self, mode: Mode) -> Result<(), PollError> {
-        let pd = self.pd();
-        PollDesc::check(pd.info.load(Ordering::Acquire), mode)?;
-        pd.slot(mode).reset();
+        self.check(mode)?;
+        self.pd().slot(mode).reset();
         Ok(())
+    }
+
+    /// Go's `netpollcheckerr`: `prepare` without clearing readiness, for an operation that
+    /// knows a pending notification is not stale.
+    pub(crate) fn check(&self, mode: Mode) -> Result<(), PollError> {
+        PollDesc::check(self.pd().info.load(Ordering::Acquire), mode)
     }
 
     /// Go's `pollWait` as a poll function: Ready(Ok) when the fd may be ready again (retry the
