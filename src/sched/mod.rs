@@ -383,6 +383,23 @@ impl Shared {
         self.lastpoll.load(Ordering::Relaxed) != 0
     }
 
+    /// A non-blocking poll by a machine that looks for work, unless a machine is blocked in
+    /// the poller (it will deliver) or another is polling. Records the time in `lastpoll`, so
+    /// that the monitor does not force polls while machines poll on their own. Returns whether
+    /// it polled.
+    fn poll_nonblocking(&self, batch: &mut Batch) -> bool {
+        let last = self.lastpoll.load(Ordering::Relaxed);
+        if last == 0 || !self.driver.io.try_poll(batch) {
+            return false;
+        }
+        // A CAS, not a store: a machine may have claimed the poller role (0) meanwhile.
+        let now = self.driver.clock.now_ns();
+        let _ = self
+            .lastpoll
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed);
+        true
+    }
+
     /// Claims the poller role (Go: `sched.lastpoll.Swap(0) != 0`).
     fn try_become_poller(&self) -> bool {
         self.nobody_polling() && self.lastpoll.swap(0, Ordering::AcqRel) != 0

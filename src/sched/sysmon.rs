@@ -13,7 +13,8 @@
 //!    `handoffp`). The stuck machine becomes a spare when its poll returns.
 //!
 //! It sleeps [`MIN_DELAY`] between rounds, doubling after [`IDLE_ROUNDS_BEFORE_BACKOFF`] rounds
-//! that found nothing to do, up to [`MAX_DELAY`]; and when every core has been idle for
+//! without a hand-off, up to [`MAX_DELAY`] (Go resets its delay only when `retake` took a P:
+//! forced polls and timers are at most one per 10 ms anyway); and when every core has been idle for
 //! [`IDLE_ROUNDS_BEFORE_SLEEP`] rounds it sleeps until a core becomes busy (Go's
 //! `sysmonwait`), so an idle runtime costs no wake-ups.
 
@@ -168,7 +169,6 @@ fn run(handle: Handle) {
                 shared.stats.forced_polls.fetch_add(1, Ordering::Relaxed);
                 if !batch.is_empty() {
                     inject(&handle, batch);
-                    progress = true;
                 }
             }
         }
@@ -180,7 +180,6 @@ fn run(handle: Handle) {
             shared.driver.time.process(shared, now, &mut batch);
             if !batch.is_empty() {
                 inject(&handle, batch);
-                progress = true;
             }
         }
 

@@ -266,11 +266,9 @@ impl Worker<'_> {
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_POLL_INTERVAL == 0 {
             self.run_timers(core);
-            if self.shared.nobody_polling() {
-                let mut batch = Batch::new();
-                if self.shared.driver.io.try_poll(&mut batch) {
-                    self.distribute(core, batch);
-                }
+            let mut batch = Batch::new();
+            if self.shared.poll_nonblocking(&mut batch) {
+                self.distribute(core, batch);
             }
             if let Some(task) = self.shared.inject.pop() {
                 return Some(task);
@@ -312,12 +310,10 @@ impl Worker<'_> {
 
             // The network, without blocking, unless a machine is blocked in the poller (it
             // will deliver) or another is already polling (Go's `pollingNet`).
-            if shared.nobody_polling() {
-                let mut batch = Batch::new();
-                if shared.driver.io.try_poll(&mut batch) {
-                    if let Some(task) = self.inject_batch(&mut core, batch) {
-                        return Some((core, task));
-                    }
+            let mut batch = Batch::new();
+            if shared.poll_nonblocking(&mut batch) {
+                if let Some(task) = self.inject_batch(&mut core, batch) {
+                    return Some((core, task));
                 }
             }
 
