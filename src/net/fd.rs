@@ -201,6 +201,60 @@ impl NetFd {
         }
     }
 
+    /// One poll of a poll-based read (`AsyncRead`): takes the read lock for this poll only (see
+    /// `fd_mutex.rs`, "Poll-based callers"), then runs Go's loop around `f`. On `Pending` the
+    /// waker is registered with the lock or with the descriptor.
+    pub(crate) fn poll_read_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        // This read may leave data behind without knowing (module docs).
+        let guard = std::task::ready!(self.poll_lock(Side::Read, cx))?;
+        self.inner.drained.store(false, Ordering::Relaxed);
+        self.poll_io(cx, Mode::Read, f, guard)
+    }
+
+    /// One poll of a poll-based write (`AsyncWrite`); see [`NetFd::poll_read_with`].
+    pub(crate) fn poll_write_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnMut(RawFd) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let guard = std::task::ready!(self.poll_lock(Side::Write, cx))?;
+        self.poll_io(cx, Mode::Write, f, guard)
+    }
+
+    fn poll_lock(&self, side: Side, cx: &mut Context<'_>) -> Poll<io::Result<SideGuard<'_>>> {
+        self.inner
+            .mutex
+            .poll_lock(side, cx)
+            .map(|r| r.map(|()| SideGuard { fd: self, side }).map_err(Into::into))
+    }
+
+    fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mode: Mode,
+        mut f: impl FnMut(RawFd) -> io::Result<R>,
+        _guard: SideGuard<'_>,
+    ) -> Poll<io::Result<R>> {
+        let reg = &self.inner.reg;
+        reg.prepare(mode)?;
+        loop {
+            match f(self.inner.fd) {
+                Ok(r) => return Poll::Ready(Ok(r)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The waker stays registered with the descriptor after this poll, without the
+                // lock: another waiter that takes it over wakes us (see `pd/slot.rs`).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::task::ready!(reg.poll_wait(cx, mode))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     fn wait(&self, mode: Mode) -> Wait<'_> {
         Wait {
             reg: &self.inner.reg,

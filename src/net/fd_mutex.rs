@@ -31,6 +31,15 @@
 //!
 //! Queued tasks hold a reference, so the fd cannot be destroyed under them. Handing the lock
 //! over directly keeps the queue FIFO (Go re-races woken waiters against newcomers).
+//!
+//! # Poll-based callers
+//!
+//! `AsyncRead`/`AsyncWrite` implementations have no future to keep a queue place in (a caller
+//! may stop polling at any time without telling us), so they lock only for the duration of one
+//! poll ([`FdMutex::poll_lock`]). Finding the side locked, they leave a *poller* waker (counted in
+//! the wait field, but holding no reference and no queue place); the next unlock wakes every
+//! poller and they race for the lock again. A poller that never comes back therefore blocks
+//! nobody.
 
 use std::collections::VecDeque;
 use std::io;
@@ -111,6 +120,27 @@ struct Waiters {
     read_granted: Option<u64>,
     write_granted: Option<u64>,
     next_ticket: u64,
+    /// Poll-based callers to wake at the next unlock of each side (module docs).
+    read_pollers: Vec<Waker>,
+    write_pollers: Vec<Waker>,
+}
+
+/// Wakers to wake once the waiters lock is released.
+#[must_use]
+struct Wakeups {
+    handoff: Option<Waker>,
+    pollers: Vec<Waker>,
+}
+
+impl Wakeups {
+    fn wake(self) {
+        if let Some(w) = self.handoff {
+            w.wake();
+        }
+        for w in self.pollers {
+            w.wake();
+        }
+    }
 }
 
 struct Waiter {
@@ -130,6 +160,13 @@ impl Waiters {
         match side {
             Side::Read => &mut self.read_granted,
             Side::Write => &mut self.write_granted,
+        }
+    }
+
+    fn pollers(&mut self, side: Side) -> &mut Vec<Waker> {
+        match side {
+            Side::Read => &mut self.read_pollers,
+            Side::Write => &mut self.write_pollers,
         }
     }
 }
@@ -290,9 +327,7 @@ impl FdMutex {
             *waiters.granted(side) = None;
             let wake = self.unlock_locked(side, &mut waiters);
             drop(waiters);
-            if let Some(w) = wake {
-                w.wake();
-            }
+            wake.wake();
             return self.decref();
         }
         let queue = waiters.queue(side);
@@ -327,17 +362,21 @@ impl FdMutex {
         let mut waiters = self.waiters.lock();
         let wake = self.unlock_locked(side, &mut waiters);
         drop(waiters);
-        if let Some(w) = wake {
-            w.wake();
-        }
+        wake.wake();
         self.decref()
     }
 
     /// Releases the side's lock under `waiters`: hands it to the first queued task if there is
     /// one (returning its waker), else clears the lock bit. The caller still holds its
     /// reference.
-    fn unlock_locked(&self, side: Side, waiters: &mut Waiters) -> Option<Waker> {
-        match waiters.queue(side).pop_front() {
+    fn unlock_locked(&self, side: Side, waiters: &mut Waiters) -> Wakeups {
+        // Every poller is woken to race again (module docs).
+        let pollers = std::mem::take(waiters.pollers(side));
+        if !pollers.is_empty() {
+            self.state
+                .fetch_sub(side.wait_unit() * pollers.len() as u64, Ordering::AcqRel);
+        }
+        let handoff = match waiters.queue(side).pop_front() {
             Some(next) => {
                 self.state.fetch_sub(side.wait_unit(), Ordering::AcqRel);
                 *waiters.granted(side) = Some(next.ticket);
@@ -347,7 +386,65 @@ impl FdMutex {
                 self.state.fetch_and(!side.lock_bit(), Ordering::AcqRel);
                 None
             }
+        };
+        Wakeups { handoff, pollers }
+    }
+
+    /// Takes the side's lock for the duration of one poll of a poll-based caller (module
+    /// docs). `Ready(Ok)`: the lock and a reference are held; release them with `unlock`.
+    /// `Pending`: the side is locked; `cx`'s waker is woken at its next unlock or at close.
+    pub(crate) fn poll_lock(
+        &self,
+        side: Side,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), LockError>> {
+        let bit = side.lock_bit();
+        // Fast path, as in `lock`: side unlocked and nobody waiting.
+        let mut old = self.state.load(Ordering::Relaxed);
+        while old & (CLOSED | bit | side.wait_mask()) == 0 && old & REF_MASK != REF_MASK {
+            match self.state.compare_exchange_weak(
+                old,
+                (old | bit) + REF,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(actual) => old = actual,
+            }
         }
+        let mut waiters = self.waiters.lock();
+        let mut old = self.state.load(Ordering::Relaxed);
+        loop {
+            if old & CLOSED != 0 {
+                return Poll::Ready(Err(LockError::Closed));
+            }
+            if old & REF_MASK == REF_MASK {
+                return Poll::Ready(Err(LockError::TooMany));
+            }
+            let (new, lock) = if old & bit == 0 {
+                ((old | bit) + REF, true)
+            } else if waiters
+                .pollers(side)
+                .iter()
+                .any(|w| w.will_wake(cx.waker()))
+            {
+                return Poll::Pending; // already asked to be woken
+            } else if old & side.wait_mask() == side.wait_mask() {
+                return Poll::Ready(Err(LockError::TooMany));
+            } else {
+                (old + side.wait_unit(), false)
+            };
+            match self
+                .state
+                .compare_exchange_weak(old, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) if lock => return Poll::Ready(Ok(())),
+                Ok(_) => break,
+                Err(actual) => old = actual,
+            }
+        }
+        waiters.pollers(side).push(cx.waker().clone());
+        Poll::Pending
     }
 
     /// Go's `increfAndClose`: marks the mutex closed (failing if it already was), takes a
@@ -373,14 +470,17 @@ impl FdMutex {
         }
         let mut guard = self.waiters.lock();
         let waiters = &mut *guard;
-        let queued: Vec<Waiter> = waiters
+        let queued: Vec<Waker> = waiters
             .read
             .drain(..)
             .chain(waiters.write.drain(..))
+            .map(|w| w.waker)
+            .chain(waiters.read_pollers.drain(..))
+            .chain(waiters.write_pollers.drain(..))
             .collect();
         drop(guard);
         for w in queued {
-            w.waker.wake();
+            w.wake();
         }
         Ok(())
     }
@@ -513,6 +613,71 @@ mod tests {
         assert_eq!(mu.poll_queued(Side::Read, b, &mut cx), Poll::Ready(Ok(())));
         assert!(!mu.unlock(Side::Read));
         assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+    }
+
+    #[test]
+    fn a_poller_is_woken_by_the_next_unlock_and_holds_no_place() {
+        let mu = FdMutex::new();
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(mu.poll_lock(Side::Read, &mut cx), Poll::Ready(Ok(())));
+        assert!(mu.poll_lock(Side::Read, &mut cx).is_pending());
+        assert!(
+            mu.poll_lock(Side::Read, &mut cx).is_pending(),
+            "the same waker is registered once"
+        );
+        assert!(!mu.unlock(Side::Read));
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The poller never came back: the lock is free for anyone.
+        assert!(matches!(mu.lock(Side::Read), Ok(Acquire::Locked)));
+        assert!(!mu.unlock(Side::Read));
+        assert_eq!(mu.poll_lock(Side::Read, &mut cx), Poll::Ready(Ok(())));
+        assert!(!mu.unlock(Side::Read));
+    }
+
+    #[test]
+    fn an_unlock_hands_off_to_a_queued_task_and_wakes_pollers() {
+        let mu = FdMutex::new();
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(matches!(mu.lock(Side::Write), Ok(Acquire::Locked)));
+        let t = match mu.lock(Side::Write).unwrap() {
+            Acquire::Queued(t) => t,
+            Acquire::Locked => unreachable!(),
+        };
+        assert!(mu.poll_lock(Side::Write, &mut cx).is_pending());
+        assert!(!mu.unlock(Side::Write));
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            mu.poll_lock(Side::Write, &mut cx).is_pending(),
+            "the queued task owns the lock now"
+        );
+        assert_eq!(mu.poll_queued(Side::Write, t, &mut cx), Poll::Ready(Ok(())));
+        assert!(!mu.unlock(Side::Write));
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(mu.poll_lock(Side::Write, &mut cx), Poll::Ready(Ok(())));
+        assert!(!mu.unlock(Side::Write));
+    }
+
+    #[test]
+    fn close_wakes_pollers_and_they_see_closed() {
+        let mu = FdMutex::new();
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert_eq!(mu.poll_lock(Side::Read, &mut cx), Poll::Ready(Ok(())));
+        let (other, w2) = waker();
+        assert!(mu
+            .poll_lock(Side::Read, &mut Context::from_waker(&w2))
+            .is_pending());
+        mu.close().unwrap();
+        assert_eq!(other.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            mu.poll_lock(Side::Read, &mut Context::from_waker(&w2)),
+            Poll::Ready(Err(LockError::Closed))
+        );
+        assert!(!mu.decref(), "the closer's reference");
+        assert!(mu.unlock(Side::Read), "the last holder destroys");
+        assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     // Go: TestMutexOverflowPanic, as an error instead of a panic.

@@ -197,7 +197,11 @@ impl Slot {
     ///
     /// One waiter per slot at a time is the caller's invariant (the fd lock, Go's `fdMutex`).
     /// A second waiter that arrives while the first is in `WAIT` panics; one that arrives while
-    /// the first is `PARKED` cannot be told from a re-poll and would take over the registration.
+    /// the first is `PARKED` cannot be told from a re-poll and takes over the registration. A
+    /// waker displaced that way (by one that does not `will_wake` it) is woken, so that its
+    /// owner polls again instead of waiting for a notification that will go to someone else:
+    /// a poll-based reader (`AsyncRead`) leaves its waker here between polls without holding
+    /// the fd lock. For a re-poll by the same task the wake-up is merely spurious.
     ///
     /// # Panics
     /// If another wait is in progress on this slot ("double wait", Go's `throw`).
@@ -258,7 +262,12 @@ impl Slot {
             };
             let prev = self.state.swap(NIL, Ordering::AcqRel);
             debug_assert!(matches!(prev, WAIT | READY | NIL), "state {prev}");
-            drop(stale);
+            // Its owner must learn about the error too (see `poll_wait`).
+            if let Some(w) = stale {
+                if !w.will_wake(cx.waker()) {
+                    w.wake();
+                }
+            }
             return Some(Poll::Ready(if prev == READY { Ok(()) } else { Err(e) }));
         }
 
@@ -270,8 +279,11 @@ impl Slot {
                 cell => cell.replace(cx.waker().clone()),
             }
         });
-        // Dropping a waker may run arbitrary code: do it outside the cell access.
-        drop(replaced);
+        // A displaced waiter polls again (see `poll_wait`). Waking or dropping a waker may run
+        // arbitrary code: do it outside the cell access.
+        if let Some(w) = replaced {
+            w.wake();
+        }
 
         match self.cas(WAIT, PARKED) {
             Ok(_) => Some(Poll::Pending),
@@ -771,16 +783,21 @@ mod tests {
     }
 
     #[test]
-    fn repoll_with_a_new_waker_replaces_the_old_one() {
+    fn repoll_with_a_new_waker_replaces_the_old_one_and_wakes_it() {
         let slot = Slot::new();
         let (old, old_waker) = counting();
         let (new, new_waker) = counting();
         assert_eq!(wait(&slot, &old_waker), Poll::Pending);
         assert_eq!(wait(&slot, &new_waker), Poll::Pending);
-        assert_eq!(Arc::strong_count(&old), 2, "the old clone was dropped");
+        assert_eq!(Arc::strong_count(&old), 2, "the old clone was consumed");
+        assert_eq!(wakes(&old), 1, "the displaced waiter is told to poll again");
         assert_eq!(Arc::strong_count(&new), 3);
         slot.notify_ready().expect("the new waker").wake();
-        assert_eq!(wakes(&old), 0, "never a stale waker");
+        assert_eq!(
+            wakes(&old),
+            1,
+            "the notification goes to the new waker only"
+        );
         assert_eq!(wakes(&new), 1);
     }
 

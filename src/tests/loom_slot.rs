@@ -170,9 +170,9 @@ fn loom_slot_waiter_vs_unblock_after_error_bit_with_rmw_check() {
     waiter_vs_unblock_after_error_bit(Fd::wait_rmw_check);
 }
 
-/// (3) A parked waiter re-polled with a new waker while readiness arrives: one notification
-/// wakes at most one waker, and if the waiter is left parked it is the new waker that is woken,
-/// never the replaced one.
+/// (3) A parked waiter re-polled with a new waker while readiness arrives: each waker is woken
+/// at most once (the replaced one by the displacement or the notification, never both), and if
+/// the waiter is left parked the new waker is woken by the notification.
 #[test]
 fn loom_slot_waker_replacement_vs_notify_ready() {
     loom::model(|| {
@@ -185,17 +185,15 @@ fn loom_slot_waker_replacement_vs_notify_ready() {
         let second = (first == Poll::Pending).then(|| fd.wait(&new_waker));
         poller.join().unwrap();
 
-        assert!(
-            wakes(&old) + wakes(&new) <= 1,
-            "one notification, one wake at most"
-        );
+        assert!(wakes(&old) <= 1, "the old waker was woken twice");
+        assert!(wakes(&new) <= 1, "the new waker was woken twice");
         match (first, second) {
             (Poll::Ready(Ok(())), None) => assert_eq!(wakes(&old), 0),
-            // The poller took the old waker before the re-poll (a spurious wake is allowed),
-            // or made the re-poll's commit fail; either way the re-poll consumed the readiness.
+            // The poller took the old waker before the re-poll, or the re-poll displaced it
+            // (waking it) and then consumed the readiness.
             (Poll::Pending, Some(Poll::Ready(Ok(())))) => assert_eq!(wakes(&new), 0),
             (Poll::Pending, Some(Poll::Pending)) => {
-                assert_eq!(wakes(&old), 0, "a replaced waker was woken");
+                assert_eq!(wakes(&old), 1, "a displaced waker must be woken");
                 assert_eq!(wakes(&new), 1, "parked and never woken: lost wake-up");
                 assert_eq!(fd.wait(&new_waker), Poll::Ready(Ok(())));
             }
