@@ -150,3 +150,35 @@ fn a_past_deadline_still_fails_a_read_after_a_drained_read() {
         drop(client);
     });
 }
+
+#[test]
+fn a_reset_that_arrives_with_the_last_data_is_reported_by_the_next_read() {
+    // One edge announces the data and the reset; after the read returns the data, the
+    // receive queue is empty but the reset's error is pending with no edge to come.
+    runtime().block_on(async {
+        for waiting in [false, true] {
+            let (client, server) = pair().await;
+            let reader = netpoll::spawn(async move {
+                let mut buf = [0u8; 64];
+                if !waiting {
+                    netpoll::time::sleep(Duration::from_millis(30)).await;
+                }
+                let n = server.read(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"last words");
+                timeout(Duration::from_secs(5), server.read(&mut buf))
+                    .await
+                    .expect("the reset after the last data was never reported")
+            });
+            if waiting {
+                netpoll::time::sleep(Duration::from_millis(30)).await;
+            }
+            client.set_linger(Some(Duration::ZERO)).unwrap();
+            client.write_all(b"last words").await.unwrap();
+            drop(client); // linger 0: a reset right behind the data
+            match reader.await.unwrap() {
+                Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+                Ok(n) => assert_eq!(n, 0, "EOF is acceptable, data is not"),
+            }
+        }
+    });
+}

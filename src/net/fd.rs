@@ -26,8 +26,13 @@
 //! read waits for readiness *first*: any byte that arrives after that read raises a new edge,
 //! which the wait consumes (or is woken by), so nothing is missed and the failing read is
 //! saved. A short read alone would not do: `recv` also stops early at TCP's urgent mark with
-//! data still queued. Every other read-side path clears `drained`, since it may leave data
-//! behind without knowing. See [`NetFd::read_stream`].
+//! data still queued. Nor does an empty queue alone: one edge may announce data and a reset
+//! together, and after the read returns the data, the reset's error is still pending with no
+//! edge to come (the kernel's hint counts a FIN, not a reset). So a socket for which any event
+//! reported hang-up or an error never skips; the poller records that before it publishes the
+//! event's readiness, so a reader that missed the record will find the readiness instead.
+//! Every other read-side path clears `drained`, since it may leave data behind without
+//! knowing. See [`NetFd::read_stream`].
 
 use std::fmt;
 use std::future::Future;
@@ -186,9 +191,8 @@ impl NetFd {
         loop {
             match super::socket::recv_inq(inner.fd, &mut buf[..len]) {
                 Ok((n, left)) => {
-                    inner
-                        .drained
-                        .store(n > 0 && left == Some(0), Ordering::Relaxed);
+                    let drained = n > 0 && left == Some(0) && !reg.hangup_seen();
+                    inner.drained.store(drained, Ordering::Relaxed);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

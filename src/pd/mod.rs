@@ -12,6 +12,7 @@
 //! | 1 `EVENT_ERR` | the last event was exactly `EPOLLERR`: readers fail with "not pollable" |
 //! | 2 `EXPIRED_READ` | the read deadline has passed: reads fail with `TimedOut` |
 //! | 3 `EXPIRED_WRITE` | the write deadline has passed: writes fail with `TimedOut` |
+//! | 4 `HANGUP` | an event reported hang-up, peer half-close or an error (sticky) |
 //! | 32–63 | the descriptor's generation (Go's `fdseq`), the upper half of every epoll token |
 //!
 //! Priority when several apply: closing, then timeout, then event error (Go's
@@ -64,6 +65,10 @@ const CLOSING: u64 = 1 << 0;
 const EVENT_ERR: u64 = 1 << 1;
 const EXPIRED_READ: u64 = 1 << 2;
 const EXPIRED_WRITE: u64 = 1 << 3;
+/// Set by the poller, like `EVENT_ERR` and under the same generation check, and never cleared
+/// while the socket lives: it tells a reader that an error or end-of-stream may be pending
+/// that no later event will announce (see `net/fd.rs`, "Skipping the read that would fail").
+const HANGUP: u64 = 1 << 4;
 const GEN_SHIFT: u32 = 32;
 
 /// The direction of an operation.
@@ -196,7 +201,7 @@ impl PollDesc {
         if locked.wd < 0 {
             bits |= EXPIRED_WRITE;
         }
-        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE);
+        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE); // EVENT_ERR, HANGUP, generation
         let _ = self
             .info
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
@@ -234,6 +239,19 @@ impl PollDesc {
         for w in [rw, ww].into_iter().flatten() {
             w.wake();
         }
+    }
+
+    /// Go's `setEventErr` for the sticky `HANGUP` bit: only while the generation matches.
+    pub(crate) fn set_hangup(&self, generation: u32) {
+        if self.info.load(Ordering::Relaxed) & HANGUP != 0 {
+            return;
+        }
+        let _ = self
+            .info
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                ((old >> GEN_SHIFT) as u32 == generation && old & HANGUP == 0)
+                    .then_some(old | HANGUP)
+            });
     }
 
     /// The poller saw readiness in `mode`; returns the waker to wake (after locks are dropped).
@@ -372,6 +390,13 @@ impl Registration {
         self.check(mode)?;
         self.pd().slot(mode).reset();
         Ok(())
+    }
+
+    /// Whether an event for this socket reported hang-up, peer half-close or an error. The
+    /// poller sets the bit before it publishes the readiness of that event, so a reader that
+    /// consumed or cleared that readiness sees it.
+    pub(crate) fn hangup_seen(&self) -> bool {
+        self.pd().info.load(Ordering::Acquire) & HANGUP != 0
     }
 
     /// Go's `netpollcheckerr`: `prepare` without clearing readiness, for an operation that

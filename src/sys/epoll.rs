@@ -234,6 +234,12 @@ impl Event {
     pub(crate) fn is_error_only(&self) -> bool {
         self.bits == libc::EPOLLERR as u32
     }
+
+    /// The peer hung up (fully or its write side) or the socket has an error: any of
+    /// `EPOLLHUP`, `EPOLLRDHUP`, `EPOLLERR`.
+    pub(crate) fn is_hangup(&self) -> bool {
+        self.bits & (libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLERR) as u32 != 0
+    }
 }
 
 #[cfg(all(test, not(loom)))]
