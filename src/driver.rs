@@ -52,8 +52,4 @@ impl Clock {
         let ns = t.saturating_duration_since(self.base).as_nanos();
         (ns.min(u64::MAX as u128 - 1) as u64) + 1
     }
-
-    pub(crate) fn instant_of(&self, ns: u64) -> Instant {
-        self.base + std::time::Duration::from_nanos(ns.saturating_sub(1))
-    }
 }

@@ -21,9 +21,7 @@
 //! (`sched`), timers (`time`) and the socket types (`net`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
-// Temporary while the layers are assembled: modules land before their users.
-#![allow(dead_code)]
+#![deny(missing_docs)]
 
 mod driver;
 mod loom;

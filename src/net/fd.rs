@@ -205,6 +205,7 @@ impl NetFd {
         }
     }
 
+    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
     /// One poll of a poll-based read (`AsyncRead`): takes the read lock for this poll only (see
     /// `fd_mutex.rs`, "Poll-based callers"), then runs Go's loop around `f`. On `Pending` the
     /// waker is registered with the lock or with the descriptor.
@@ -219,6 +220,7 @@ impl NetFd {
         self.poll_io(cx, Mode::Read, f, guard)
     }
 
+    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
     /// One poll of a poll-based write (`AsyncWrite`); see [`NetFd::poll_read_with`].
     pub(crate) fn poll_write_with<R>(
         &self,
@@ -229,6 +231,7 @@ impl NetFd {
         self.poll_io(cx, Mode::Write, f, guard)
     }
 
+    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
     fn poll_lock(&self, side: Side, cx: &mut Context<'_>) -> Poll<io::Result<SideGuard<'_>>> {
         self.inner
             .mutex
@@ -236,6 +239,7 @@ impl NetFd {
             .map(|r| r.map(|()| SideGuard { fd: self, side }).map_err(Into::into))
     }
 
+    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
     fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
@@ -352,10 +356,6 @@ impl NetFd {
             self.inner.destroy();
         }
         Ok(())
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.inner.mutex.is_closed()
     }
 }
 

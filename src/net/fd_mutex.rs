@@ -390,6 +390,7 @@ impl FdMutex {
         Wakeups { handoff, pollers }
     }
 
+    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
     /// Takes the side's lock for the duration of one poll of a poll-based caller (module
     /// docs). `Ready(Ok)`: the lock and a reference are held; release them with `unlock`.
     /// `Pending`: the side is locked; `cx`'s waker is woken at its next unlock or at close.

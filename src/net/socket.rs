@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -180,11 +180,6 @@ pub(crate) fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
         a.as_socket()
             .ok_or_else(|| io::Error::other("not an inet socket"))
     })
-}
-
-/// The raw fd of a `socket2::Socket` (for registration before it is wrapped).
-pub(crate) fn raw(socket: &Socket) -> RawFd {
-    socket.as_raw_fd()
 }
 
 // ---- Datagram helpers (UDP and Unix datagram sockets). ----

@@ -105,6 +105,9 @@ impl Cache {
         Some(unsafe { &*base.add(offset) })
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// Descriptors handed out and not freed.
     pub(crate) fn in_use(&self) -> usize {
         let synced = self.synced.lock();

@@ -426,6 +426,9 @@ impl Slot {
         !matches!(self.state.load(Ordering::Acquire), NIL | READY)
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// Whether a readiness notification is pending (a snapshot, for tests and assertions).
     pub(crate) fn is_ready(&self) -> bool {
         self.state.load(Ordering::Acquire) == READY

@@ -356,8 +356,4 @@ impl<C, M: Machine<C>> Idle<C, M> {
         }
         cores
     }
-
-    pub(crate) fn is_shutdown(&self) -> bool {
-        self.synced.lock().shutdown
-    }
 }

@@ -243,10 +243,6 @@ impl Inject {
         self.len.store(0, Ordering::Release);
         batch
     }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.synced.lock().closed
-    }
 }
 
 /// A full core ring spills half of itself here in one splice.

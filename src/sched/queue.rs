@@ -258,6 +258,9 @@ impl<T> Local<T> {
         tail.wrapping_sub(real) as usize
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }

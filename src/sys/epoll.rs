@@ -142,6 +142,7 @@ impl Poller {
 
     /// Every fd this poller owns: the epoll fd and the wake fd(s).
     #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![self.epfd.as_raw_fd()];
         fds.extend(self.waker.fds());

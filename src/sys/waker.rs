@@ -87,12 +87,14 @@ impl Waker {
 
     /// Every fd this waker owns.
     #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(super) fn fds(&self) -> Vec<RawFd> {
         self.fd.fds()
     }
 
     /// Reads and returns the number of signals currently in the fd (destructive), for tests.
     #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     fn take_signals(&self) -> u64 {
         self.fd.take_signals()
     }
@@ -170,11 +172,13 @@ mod eventfd {
         }
 
         #[cfg(test)]
+        #[cfg_attr(loom, allow(dead_code))]
         pub(super) fn fds(&self) -> Vec<std::os::fd::RawFd> {
             vec![self.fd.as_raw_fd()]
         }
 
         #[cfg(test)]
+        #[cfg_attr(loom, allow(dead_code))]
         pub(super) fn take_signals(&self) -> u64 {
             self.read_counter().expect("read eventfd")
         }
@@ -248,11 +252,13 @@ mod pipe {
         }
 
         #[cfg(test)]
+        #[cfg_attr(loom, allow(dead_code))]
         pub(super) fn fds(&self) -> Vec<std::os::fd::RawFd> {
             vec![self.read.as_raw_fd(), self.write.as_raw_fd()]
         }
 
         #[cfg(test)]
+        #[cfg_attr(loom, allow(dead_code))]
         pub(super) fn take_signals(&self) -> u64 {
             self.drain_counting().expect("read pipe")
         }

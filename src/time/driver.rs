@@ -165,18 +165,6 @@ impl TimeDriver {
         }
     }
 
-    /// Re-arms a sleep for `when_ns`; returns whether it became the earliest timer.
-    pub(crate) fn sleep_reset(&self, id: TimerId, when_ns: u64, waker: &Waker) -> bool {
-        let mut wheel = self.wheel.lock();
-        let before = self.next.load(Ordering::Relaxed);
-        *wheel.get_mut(id) = Entry::Sleep {
-            waker: Some(waker.clone()),
-            fired: false,
-        };
-        wheel.arm(id, tick_ceil(when_ns));
-        self.update_next(&wheel, before)
-    }
-
     pub(crate) fn sleep_remove(&self, id: TimerId) {
         let entry = self.wheel.lock().remove(id);
         drop(entry); // the waker drops outside the lock

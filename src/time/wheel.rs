@@ -179,6 +179,9 @@ impl<T> Wheel<T> {
         }
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// The tick the wheel has been advanced to by [`Wheel::poll`].
     pub(crate) fn elapsed(&self) -> u64 {
         self.elapsed
@@ -272,6 +275,9 @@ impl<T> Wheel<T> {
         true
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// Whether the entry is armed (pending entries included).
     ///
     /// # Panics
@@ -281,6 +287,9 @@ impl<T> Wheel<T> {
         self.live(id).list != UNARMED
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// The tick the entry fires at (after clamping), while it is armed.
     ///
     /// # Panics
@@ -291,6 +300,9 @@ impl<T> Wheel<T> {
         (entry.list != UNARMED).then_some(entry.when)
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// The entry's payload.
     ///
     /// # Panics

@@ -164,10 +164,16 @@ impl<S: Schedule> OwnedTasks<S> {
         self.count.load(Relaxed)
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Acquire)
     }

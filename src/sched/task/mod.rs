@@ -199,6 +199,9 @@ impl<S: Schedule> Notified<S> {
         self.0.shutdown()
     }
 
+    // Part of the structure's API; only the unit tests need it so far.
+    #[cfg(test)]
+    #[cfg_attr(loom, allow(dead_code))]
     /// The task's id.
     pub(crate) fn id(&self) -> Id {
         self.0.id()
