@@ -210,6 +210,8 @@ impl<C, M: Machine<C>> Idle<C, M> {
     /// Go's `startIdle(n)`: a poller batch of `n` tasks went to the global queue; start up to `n`
     /// idle cores (non-spinning) to run them.
     pub(crate) fn start_idle(&self, n: usize, mut spawn: impl FnMut(Start<C>)) {
+        // The submitter's half of the no-lost-wake-up rule, as in `wakep`.
+        fence(Ordering::SeqCst);
         for _ in 0..n {
             if self.nidle.load(Ordering::Relaxed) == 0 {
                 return;

@@ -28,9 +28,13 @@
 //! 4. stealing half of a random other core's ring, if fewer than half the busy cores are
 //!    already spinning (4 rounds);
 //! 5. otherwise it gives the core back, re-checks (the no-lost-wake-up rule of `idle.rs`), and
-//!    then either becomes *the* machine blocked in `epoll_wait` — with the next timer as timeout —
-//!    or parks on its futex. At most one machine blocks in the poller (`lastpoll == 0` marks it,
-//!    as in Go), so the kernel's ready list is drained by one thread and nobody spins on it.
+//!    then, if it was the last busy core, becomes *the* machine blocked in `epoll_wait` — with
+//!    the next timer as timeout — or else parks on its futex. At most one machine blocks in the
+//!    poller (`lastpoll == 0` marks it, as in Go), so the kernel's ready list is drained by one
+//!    thread and nobody spins on it. Unlike Go, an idle machine does not block in the poller
+//!    while another core is busy: the busy machine polls without blocking whenever it runs dry
+//!    (and every 61 ticks, and the monitor after 10 ms), so that a request and its response do
+//!    not bounce between two threads.
 //!
 //! A poll's ready tasks are one batch (Go's `injectglist`): the polling machine keeps the first
 //! to run, sends as many as there are idle cores to the global queue and starts that many cores,

@@ -349,8 +349,16 @@ impl Worker<'_> {
                 }
             }
 
-            // Block in the poller if nobody else is (Go: `sched.lastpoll.Swap(0) != 0`), with
-            // the next timer as the timeout; otherwise park.
+            // The last machine to go idle blocks in the poller, with the next timer as the
+            // timeout (and only if nobody else does: Go's `sched.lastpoll.Swap(0) != 0`).
+            // While another core is busy, its machine polls without blocking whenever it runs
+            // dry and every 61 ticks, and the monitor after 10 ms: an idle machine blocked in
+            // `epoll_wait` would be woken by every event and pull tasks onto a second thread
+            // (a request-response pair would then bounce between two threads on every
+            // message), so it parks instead.
+            if shared.idle.nidle() < shared.idle.ncores() {
+                return None;
+            }
             match self.poll_blocking() {
                 Some((c, Some(task))) => return Some((c, task)),
                 Some((c, None)) => core = c,
@@ -378,9 +386,13 @@ impl Worker<'_> {
                 Some((core, task))
             }
             None => {
-                // Every core is busy: they will find the tasks in the global queue.
+                // No idle core now. The busy cores will find the tasks in the global queue,
+                // unless one of them goes idle meanwhile: Go's `injectglist` without a P, whose
+                // `startIdle` is the submitter's half of the no-lost-wake-up rule (idle.rs).
                 if !batch.is_empty() {
+                    let n = batch.len();
                     shared.inject.splice(batch);
+                    shared.start_idle(n);
                 }
                 None
             }
