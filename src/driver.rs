@@ -32,12 +32,59 @@ impl Driver {
 /// never a time, so it can mean "none" in atomics (Go's `nanotime` with `lastpoll == 0`).
 pub(crate) struct Clock {
     base: Instant,
+    /// `CLOCK_MONOTONIC` at `base`, in nanoseconds (read right after it).
+    base_raw: u64,
+    /// How far the coarse clock may lag the precise one, plus a margin for the gap between
+    /// reading `base` and `base_raw`.
+    coarse_slack: u64,
+}
+
+/// `clock_gettime(id)` in nanoseconds.
+fn clock_ns(id: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the monotonic clocks exist on every Linux
+    // this crate supports, so the call cannot fail.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Clock {
     fn new() -> Clock {
+        let base = Instant::now();
+        let base_raw = clock_ns(libc::CLOCK_MONOTONIC);
+        let mut res = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `res` is a valid, writable timespec.
+        let coarse_res =
+            if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } == 0 {
+                res.tv_sec as u64 * 1_000_000_000 + res.tv_nsec as u64
+            } else {
+                10_000_000 // 10 ms: coarser than any Linux tick
+            };
         Clock {
-            base: Instant::now(),
+            base,
+            base_raw,
+            coarse_slack: coarse_res + 1_000_000,
+        }
+    }
+
+    /// Whether `t` (clock ns) is now or in the past. Usually answered by the coarse clock,
+    /// which costs a fraction of a precise read: only a `t` within a tick of now needs both.
+    #[inline]
+    pub(crate) fn is_past(&self, t: u64) -> bool {
+        let coarse = (clock_ns(libc::CLOCK_MONOTONIC_COARSE).saturating_sub(self.base_raw)) + 1;
+        // coarse <= precise now < coarse + slack
+        if t > coarse + self.coarse_slack {
+            false
+        } else if t + self.coarse_slack <= coarse {
+            true
+        } else {
+            t <= self.now_ns()
         }
     }
 
@@ -51,5 +98,30 @@ impl Clock {
     pub(crate) fn instant_ns(&self, t: Instant) -> u64 {
         let ns = t.saturating_duration_since(self.base).as_nanos();
         (ns.min(u64::MAX as u128 - 1) as u64) + 1
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn is_past_agrees_with_the_precise_clock_far_from_and_close_to_now() {
+        let clock = Clock::new();
+        let now = clock.now_ns();
+        assert!(clock.is_past(1), "the start of the clock is past");
+        assert!(clock.is_past(now), "now is past");
+        assert!(!clock.is_past(now + 10_000_000_000), "ten seconds ahead is not");
+        // Around now, to within the coarse clock's tick: never "past" before it is.
+        for ahead_us in [1u64, 100, 1_000, 3_000, 20_000] {
+            let t = clock.now_ns() + ahead_us * 1_000;
+            if clock.is_past(t) {
+                assert!(clock.now_ns() >= t, "{ahead_us} µs ahead reported past early");
+            }
+        }
+        let t = clock.now_ns() + 2_000_000;
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(clock.is_past(t), "2 ms ahead is past 3 ms later");
     }
 }

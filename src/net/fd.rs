@@ -341,10 +341,14 @@ impl NetFd {
         deadline: Option<Instant>,
         mode: Option<Mode>,
     ) -> io::Result<()> {
-        self.with_ref(|_| {
-            self.inner.reg.set_deadline(deadline, mode);
-            Ok(())
-        })
+        // No reference taken: see `Registration::set_deadline`.
+        if self.inner.mutex.is_closed() {
+            return Err(crate::pd::closed_error());
+        }
+        self.inner
+            .reg
+            .set_deadline(deadline, mode)
+            .map_err(Into::into)
     }
 
     /// Go's `FD.Close`: fails if already closed; otherwise wakes every queued and waiting

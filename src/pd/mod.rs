@@ -202,10 +202,12 @@ impl PollDesc {
             bits |= EXPIRED_WRITE;
         }
         let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE); // EVENT_ERR, HANGUP, generation
+                                                              // No write when nothing changes (a deadline moved within the future, the common case).
         let _ = self
             .info
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                Some((old & keep) | bits)
+                let new = (old & keep) | bits;
+                (new != old).then_some(new)
             });
     }
 
@@ -319,6 +321,8 @@ pub(crate) struct Registration {
     handle: Handle,
     pd: NonNull<PollDesc>,
     index: u32,
+    /// The descriptor's generation while it belongs to this registration.
+    generation: u32,
 }
 
 // SAFETY: the descriptor is made of atomics and a mutex (`Sync`), and the registration only
@@ -372,6 +376,7 @@ impl Registration {
             handle: handle.clone(),
             pd: NonNull::from(pd),
             index,
+            generation,
         })
     }
 
@@ -431,7 +436,15 @@ impl Registration {
     }
 
     /// Go's `pollSetDeadline`. `mode` `None` sets both directions.
-    pub(crate) fn set_deadline(&self, deadline: Option<Instant>, mode: Option<Mode>) {
+    ///
+    /// Fails with the closed error once the socket is closed. It takes no reference on the
+    /// socket: the descriptor lock and a generation check keep it from touching a descriptor
+    /// that was freed and reused meanwhile.
+    pub(crate) fn set_deadline(
+        &self,
+        deadline: Option<Instant>,
+        mode: Option<Mode>,
+    ) -> Result<(), PollError> {
         let pd = self.pd();
         let shared = &self.handle.shared;
         let clock = &shared.driver.clock;
@@ -439,7 +452,7 @@ impl Registration {
             None => 0,
             Some(t) => {
                 let ns = clock.instant_ns(t);
-                if ns <= clock.now_ns() {
+                if clock.is_past(ns) {
                     -1
                 } else {
                     ns.min(i64::MAX as u64) as i64
@@ -447,8 +460,8 @@ impl Registration {
             }
         };
         let mut locked = pd.locked.lock();
-        if locked.closing {
-            return;
+        if locked.closing || pd.generation() != self.generation {
+            return Err(PollError::Closing);
         }
         let read = mode != Some(Mode::Write);
         let write = mode != Some(Mode::Read);
@@ -482,6 +495,7 @@ impl Registration {
         if let Some(w) = ww {
             w.wake();
         }
+        Ok(())
     }
 
     /// Makes sure the `mode` timer fires no later than `when`. Returns `Some(when)` if it
