@@ -112,12 +112,18 @@ mod tests {
         let now = clock.now_ns();
         assert!(clock.is_past(1), "the start of the clock is past");
         assert!(clock.is_past(now), "now is past");
-        assert!(!clock.is_past(now + 10_000_000_000), "ten seconds ahead is not");
+        assert!(
+            !clock.is_past(now + 10_000_000_000),
+            "ten seconds ahead is not"
+        );
         // Around now, to within the coarse clock's tick: never "past" before it is.
         for ahead_us in [1u64, 100, 1_000, 3_000, 20_000] {
             let t = clock.now_ns() + ahead_us * 1_000;
             if clock.is_past(t) {
-                assert!(clock.now_ns() >= t, "{ahead_us} µs ahead reported past early");
+                assert!(
+                    clock.now_ns() >= t,
+                    "{ahead_us} µs ahead reported past early"
+                );
             }
         }
         let t = clock.now_ns() + 2_000_000;
