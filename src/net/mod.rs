@@ -31,6 +31,7 @@ use std::io;
 mod fd;
 mod fd_mutex;
 mod socket;
+mod stream;
 mod tcp;
 mod udp;
 mod unix;

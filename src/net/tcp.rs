@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use super::fd::{cap_rw, NetFd};
+use super::fd::NetFd;
 use super::socket;
 use crate::pd::{Mode, PollError};
 
@@ -313,45 +313,22 @@ impl TcpStream {
     /// Fails with `UnexpectedEof` if the peer closes first; on an error the bytes already read
     /// are lost, as with `std::io::Read::read_exact`.
     pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
-        let len = buf.len();
-        let mut done = 0;
-        self.fd
-            .read_op_or_empty(len, |fd| {
-                while done < len {
-                    match socket::recv(fd, &mut buf[done..done + cap_rw(len - done)], 0)? {
-                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                        n => done += n,
-                    }
-                }
-                Ok(len)
-            })
-            .await
-            .map(drop)
+        self.fd.read_exact(buf).await
     }
 
     /// Scatter read (`readv`).
     pub async fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.fd
-            .read_op_or_empty(len, |fd| socket::readv(fd, bufs))
-            .await
+        self.fd.read_vectored(bufs).await
     }
 
     /// Reads without consuming (`MSG_PEEK`).
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.fd
-            .read_op_or_empty(len, |fd| {
-                socket::recv(fd, &mut buf[..cap_rw(len)], libc::MSG_PEEK)
-            })
-            .await
+        self.fd.peek(buf).await
     }
 
     /// Writes some of `buf`, waiting for buffer space; returns how much was written.
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.fd
-            .write_op(|fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
-            .await
+        self.fd.write(buf).await
     }
 
     /// Writes all of `buf`, holding the write side for the whole call, so that writes from
@@ -359,27 +336,18 @@ impl TcpStream {
     ///
     /// On an error (a deadline, a reset) part of `buf` may have been written.
     pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
-        let mut done = 0;
-        self.fd
-            .write_op(|fd| {
-                while done < buf.len() {
-                    done += socket::send(fd, &buf[done..done + cap_rw(buf.len() - done)])?;
-                }
-                Ok(())
-            })
-            .await
+        self.fd.write_all(buf).await
     }
 
     /// Gather write (`sendmsg` with `MSG_NOSIGNAL`).
     pub async fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.fd.write_op(|fd| socket::sendv(fd, bufs)).await
+        self.fd.write_vectored(bufs).await
     }
 
     /// Shuts down one or both directions (half-close). Pending operations in that direction
     /// see EOF (read) or `BrokenPipe` (write).
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.fd
-            .with_ref(|fd| socket::with_socket(fd, |s| s.shutdown(how)))
+        self.fd.shutdown(how)
     }
 
     /// Closes the connection from any clone: every pending operation fails with the closed
