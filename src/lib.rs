@@ -25,6 +25,8 @@
 // Temporary while the layers are assembled: modules land before their users.
 #![allow(dead_code)]
 
+#[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
+pub mod compat;
 mod driver;
 mod loom;
 pub mod net;
