@@ -6,7 +6,8 @@
 //! monitor's, so the tests of this binary run one at a time and measure while nothing but the
 //! measured traffic runs.
 //!
-//! Run with `cargo test --all-features --test compat_alloc`.
+//! Run with `cargo test --all-features --test compat_alloc`; set `NETPOLL_ALLOC_TRACE=1` to
+//! print a backtrace of each allocation made while measuring.
 
 #![cfg(any(feature = "futures-io", feature = "tokio-io"))]
 
@@ -15,7 +16,8 @@ mod util_tcp;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ struct Counting;
 /// by the traffic; `tests/tcp_alloc.rs` checks it apart).
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 const SYSMON_THREAD: &str = "netpoll-worker-sysmon";
+/// Print a backtrace of each counted allocation (while measuring, if asked).
+static TRACE: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Whether this thread is the monitor: unknown until its first allocation.
@@ -49,6 +53,11 @@ fn note_alloc() {
     });
     if !sysmon {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if TRACE.load(Ordering::Relaxed) {
+            let bt = std::backtrace::Backtrace::force_capture();
+            let name = std::thread::current().name().map(str::to_owned);
+            let _ = writeln!(std::io::stderr(), "allocation on {name:?}:\n{bt}");
+        }
     }
     IN_HOOK.with(|t| t.set(false));
 }
@@ -84,9 +93,28 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 async fn count_allocs<F: Future>(f: F) -> (usize, F::Output) {
+    let trace = std::env::var_os("NETPOLL_ALLOC_TRACE").is_some();
     let before = ALLOCS.load(Ordering::SeqCst);
+    TRACE.store(trace, Ordering::SeqCst);
     let out = f.await;
+    TRACE.store(false, Ordering::SeqCst);
     (ALLOCS.load(Ordering::SeqCst) - before, out)
+}
+
+/// The fewest allocations over up to three runs of `f` (stopping at a run with none). Threads
+/// that start late on a loaded machine (a worker, the test's watchdog) allocate once in their
+/// first moments, which may fall inside a measurement; an allocation per call would show in
+/// every run.
+async fn fewest_allocs<F: Future<Output = ()>>(mut f: impl FnMut() -> F) -> usize {
+    let mut fewest = usize::MAX;
+    for _ in 0..3 {
+        let (n, ()) = count_allocs(f()).await;
+        fewest = fewest.min(n);
+        if n == 0 {
+            break;
+        }
+    }
+    fewest
 }
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -155,7 +183,7 @@ fn futures_io_round_trips_and_bulk_writes_do_not_allocate() {
     run(2, Duration::from_secs(60), async {
         let (c, echo) = echo_pair().await;
         round_trips(&c, 200).await; // warm up
-        let (n, ()) = count_allocs(round_trips(&c, ROUND_TRIPS)).await;
+        let n = fewest_allocs(|| round_trips(&c, ROUND_TRIPS)).await;
         assert_eq!(n, 0, "{ROUND_TRIPS} trait round trips allocated {n} times");
         drop(c);
         echo.await.unwrap();
@@ -164,7 +192,7 @@ fn futures_io_round_trips_and_bulk_writes_do_not_allocate() {
         let sink = spawn_sink(s);
         let chunk = vec![0x5au8; 64 * 1024];
         bulk(&c, &chunk).await; // warm up
-        let (n, ()) = count_allocs(bulk(&c, &chunk)).await;
+        let n = fewest_allocs(|| bulk(&c, &chunk)).await;
         assert_eq!(n, 0, "a {BULK}-byte trait transfer allocated {n} times");
         drop(c);
         sink.await.unwrap();
@@ -196,7 +224,7 @@ fn tokio_io_round_trips_and_bulk_writes_do_not_allocate() {
     run(2, Duration::from_secs(60), async {
         let (c, echo) = echo_pair().await;
         round_trips(&c, 200).await; // warm up
-        let (n, ()) = count_allocs(round_trips(&c, ROUND_TRIPS)).await;
+        let n = fewest_allocs(|| round_trips(&c, ROUND_TRIPS)).await;
         assert_eq!(n, 0, "{ROUND_TRIPS} trait round trips allocated {n} times");
         drop(c);
         echo.await.unwrap();
@@ -205,7 +233,7 @@ fn tokio_io_round_trips_and_bulk_writes_do_not_allocate() {
         let sink = spawn_sink(s);
         let chunk = vec![0x5au8; 64 * 1024];
         bulk(&c, &chunk).await; // warm up
-        let (n, ()) = count_allocs(bulk(&c, &chunk)).await;
+        let n = fewest_allocs(|| bulk(&c, &chunk)).await;
         assert_eq!(n, 0, "a {BULK}-byte trait transfer allocated {n} times");
         drop(c);
         sink.await.unwrap();

@@ -161,8 +161,9 @@ fn header_read_timeout_closes_a_slow_connection_through_the_timer() {
                 .serve_connection(Io::new(conn), hello)
                 .await
         });
-        let c = TcpStream::connect(addr).await.unwrap();
+        // Before the connection exists, so before hyper can start its timer.
         let start = Instant::now();
+        let c = TcpStream::connect(addr).await.unwrap();
         // Half a request line, then nothing.
         c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let mut buf = [0u8; 1024];

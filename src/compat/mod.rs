@@ -9,7 +9,7 @@
 //! Every trait method is one poll of the socket: it locks the read or write side for that poll
 //! only, so a caller may stop polling at any moment, and tries the system call first, waiting
 //! for readiness only on `EAGAIN`. The socket's semantics carry over unchanged: a deadline
-//! makes the trait call fail with [`io::ErrorKind::TimedOut`], [`close`](TcpStream::close)
+//! makes the trait call fail with [`io::ErrorKind::TimedOut`], [`close`](crate::net::TcpStream::close)
 //! from any clone fails it with the closed error ([`is_closed`](crate::net::is_closed)), and
 //! poll-based and async callers on clones of one socket take turns on each side. The trait
 //! paths allocate nothing per call.

@@ -64,7 +64,7 @@ macro_rules! tokio_io_impls {
             }
 
             /// Half-closes: `shutdown(Write)`, so the peer reads EOF while this side can still
-            /// read. [`close`](TcpStream::close) (or dropping the last clone) closes the socket.
+            /// read. The stream's `close` (or dropping its last clone) closes the socket.
             fn poll_shutdown(
                 self: Pin<&mut Self>,
                 _cx: &mut Context<'_>,
