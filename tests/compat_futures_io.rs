@@ -257,10 +257,6 @@ fn one_task_reads_while_another_writes_through_shared_references() {
 /// must be woken (to wait for the lock) rather than left waiting for a readiness notification
 /// that now goes to the other reader. Each round, both readers must get a byte.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn trait_reader_and_async_reader_on_clones_both_make_progress() {
     run(2, LIMIT, async {
         let (c, s) = pair().await;
@@ -297,10 +293,6 @@ fn trait_reader_and_async_reader_on_clones_both_make_progress() {
 }
 
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn dropping_a_pending_trait_read_then_reading_again_works() {
     run(2, LIMIT, async {
         let (c, s) = pair().await;
@@ -332,10 +324,6 @@ fn dropping_a_pending_trait_read_then_reading_again_works() {
 /// `Slot::reset` (through `Registration::prepare`) asserts that no waker is parked, but the
 /// first poll left this read's own waker parked, without the lock, by design.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn repolling_a_pending_trait_read_is_pending_again() {
     run(2, LIMIT, async {
         let (c, s) = pair().await;
@@ -358,7 +346,6 @@ fn repolling_a_pending_trait_read_is_pending_again() {
 /// and displaces it back, so the two poll each other without end (about one core busy) until
 /// data arrives. An idle reader should be polled a handful of times, not thousands.
 #[test]
-#[ignore = "bug: two poll-based readers of one socket wake each other in a loop (slot.rs displaced-waker wake)"]
 fn two_idle_trait_readers_of_one_socket_do_not_poll_each_other_awake() {
     /// Counts the polls of the inner future.
     struct Counted<F> {

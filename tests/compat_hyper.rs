@@ -62,10 +62,6 @@ async fn get(sender: &mut client::SendRequest<Empty<Bytes>>, path: &str) -> (u16
 }
 
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn hyper_client_gets_1000_responses_from_the_example_server_over_keep_alive() {
     run(2, LIMIT, async {
         let (ln, addr) = start_example_server();
@@ -96,10 +92,6 @@ fn hyper_client_gets_1000_responses_from_the_example_server_over_keep_alive() {
 
 /// `curl` (when installed) fetches twice over one connection from the example server.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn curl_gets_hello_world_from_the_example_server() {
     if Command::new("curl").arg("--version").output().is_err() {
         println!("note: curl not found; skipping the curl check of the example server");
@@ -142,10 +134,6 @@ fn curl_gets_hello_world_from_the_example_server() {
 /// hyper closes a connection whose request headers do not arrive within
 /// `header_read_timeout`: its timer (netpoll's) must fire.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn header_read_timeout_closes_a_slow_connection_through_the_timer() {
     run(2, LIMIT, async {
         let (ln, addr) = listener();
@@ -225,10 +213,6 @@ fn timer_reset_moves_a_sleep_in_place_both_ways() {
 /// The adapter works over a Unix stream and over a borrowed stream (`Io<&UnixStream>`); hyper's
 /// `poll_shutdown` at the end of a connection half-closes the socket without closing it.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn hyper_over_a_unix_stream_pair_and_a_borrowed_stream() {
     run(2, LIMIT, async {
         let (c, s) = UnixStream::pair().unwrap();
@@ -282,10 +266,6 @@ fn hyper_over_a_unix_stream_pair_and_a_borrowed_stream() {
 /// A read deadline set on the socket fails hyper's read with `TimedOut`: the server's
 /// connection future ends with an error whose source is the socket's.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn a_socket_read_deadline_ends_an_idle_hyper_connection() {
     run(2, LIMIT, async {
         let (c, s) = pair().await;

@@ -167,10 +167,6 @@ fn reads_into_uninitialised_memory_and_marks_only_what_was_read() {
 /// A proxy built on `tokio::io::copy_bidirectional` (which half-closes each direction with
 /// `poll_shutdown` when the other reaches EOF) relays 1 MiB both ways.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn copy_bidirectional_proxies_one_mib_and_propagates_the_half_close() {
     run(2, LIMIT, async {
         let (client, proxy_front) = pair().await;
@@ -312,10 +308,6 @@ fn one_task_reads_while_another_writes_through_shared_references() {
 /// must be woken (to wait for the lock) rather than left waiting for a readiness notification
 /// that now goes to the other reader. Each round, both readers must get a byte.
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn trait_reader_and_async_reader_on_clones_both_make_progress() {
     run(2, LIMIT, async {
         let (c, s) = pair().await;
@@ -352,10 +344,6 @@ fn trait_reader_and_async_reader_on_clones_both_make_progress() {
 }
 
 #[test]
-#[cfg_attr(
-    debug_assertions,
-    ignore = "bug: Slot::reset debug-asserts NIL|READY, but a pending poll-based read leaves its waker PARKED (src/pd/slot.rs:399)"
-)]
 fn dropping_a_pending_trait_read_then_reading_again_works() {
     run(2, LIMIT, async {
         let (c, s) = pair().await;

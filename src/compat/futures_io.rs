@@ -23,7 +23,7 @@ macro_rules! futures_io_impls {
                 let $s = &*self;
                 // SAFETY: `poll_recv` only hands the buffer to `recv(2)`, which stores
                 // initialised bytes; nothing de-initialises it.
-                $stream.poll_recv(cx, unsafe { super::as_uninit(buf) })
+                $stream.fd().poll_recv(cx, unsafe { super::as_uninit(buf) })
             }
 
             fn poll_read_vectored(
@@ -32,7 +32,7 @@ macro_rules! futures_io_impls {
                 bufs: &mut [IoSliceMut<'_>],
             ) -> Poll<io::Result<usize>> {
                 let $s = &*self;
-                $stream.poll_recv_vectored(cx, bufs)
+                $stream.fd().poll_recv_vectored(cx, bufs)
             }
         }
 
@@ -43,7 +43,7 @@ macro_rules! futures_io_impls {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 let $s = &*self;
-                $stream.poll_send(cx, buf)
+                $stream.fd().poll_send(cx, buf)
             }
 
             fn poll_write_vectored(
@@ -52,7 +52,7 @@ macro_rules! futures_io_impls {
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
                 let $s = &*self;
-                $stream.poll_send_vectored(cx, bufs)
+                $stream.fd().poll_send_vectored(cx, bufs)
             }
 
             /// Nothing is buffered in user space: always ready.

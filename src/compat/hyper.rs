@@ -2,7 +2,7 @@
 //! [`Timer`] on netpoll's timers, and [`Io`], which gives the stream types hyper's
 //! `Read`/`Write`.
 //!
-//! ```no_run
+//! ```
 //! use std::convert::Infallible;
 //! use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
 //! use netpoll::compat::hyper::{Io, Timer};
@@ -153,7 +153,7 @@ macro_rules! hyper_io_impls {
                 // SAFETY: `poll_recv` only hands the slice to `recv(2)`, which stores
                 // initialised bytes: nothing already initialised is de-initialised.
                 let unfilled = unsafe { buf.as_mut() };
-                let n = ready!(self.inner.poll_recv(cx, unfilled))?;
+                let n = ready!(self.inner.fd().poll_recv(cx, unfilled))?;
                 // SAFETY: `poll_recv` returned `n`: the kernel wrote (initialised) the first
                 // `n` bytes of the unfilled part, and `n` is at most its length.
                 unsafe { buf.advance(n) };
@@ -167,7 +167,7 @@ macro_rules! hyper_io_impls {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.inner.poll_send(cx, buf)
+                self.inner.fd().poll_send(cx, buf)
             }
 
             fn poll_write_vectored(
@@ -175,7 +175,7 @@ macro_rules! hyper_io_impls {
                 cx: &mut Context<'_>,
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.inner.poll_send_vectored(cx, bufs)
+                self.inner.fd().poll_send_vectored(cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {

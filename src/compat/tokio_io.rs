@@ -25,7 +25,7 @@ macro_rules! tokio_io_impls {
                 // SAFETY: `poll_recv` only hands the slice to `recv(2)`, which stores
                 // initialised bytes: nothing already initialised is de-initialised.
                 let unfilled = unsafe { buf.unfilled_mut() };
-                let n = ready!($stream.poll_recv(cx, unfilled))?;
+                let n = ready!($stream.fd().poll_recv(cx, unfilled))?;
                 // SAFETY: `poll_recv` returned `n`: the kernel wrote the first `n` bytes of the
                 // unfilled part, so they are initialised.
                 unsafe { buf.assume_init(n) };
@@ -42,7 +42,7 @@ macro_rules! tokio_io_impls {
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
                 let $s = &*self;
-                $stream.poll_send(cx, buf)
+                $stream.fd().poll_send(cx, buf)
             }
 
             fn poll_write_vectored(
@@ -51,7 +51,7 @@ macro_rules! tokio_io_impls {
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
                 let $s = &*self;
-                $stream.poll_send_vectored(cx, bufs)
+                $stream.fd().poll_send_vectored(cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {

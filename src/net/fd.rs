@@ -205,7 +205,11 @@ impl NetFd {
         }
     }
 
-    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
     /// One poll of a poll-based read (`AsyncRead`): takes the read lock for this poll only (see
     /// `fd_mutex.rs`, "Poll-based callers"), then runs Go's loop around `f`. On `Pending` the
     /// waker is registered with the lock or with the descriptor.
@@ -220,7 +224,11 @@ impl NetFd {
         self.poll_io(cx, Mode::Read, f, guard)
     }
 
-    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
     /// One poll of a poll-based write (`AsyncWrite`); see [`NetFd::poll_read_with`].
     pub(crate) fn poll_write_with<R>(
         &self,
@@ -231,15 +239,27 @@ impl NetFd {
         self.poll_io(cx, Mode::Write, f, guard)
     }
 
-    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
     fn poll_lock(&self, side: Side, cx: &mut Context<'_>) -> Poll<io::Result<SideGuard<'_>>> {
-        self.inner
-            .mutex
-            .poll_lock(side, cx)
-            .map(|r| r.map(|()| SideGuard { fd: self, side }).map_err(Into::into))
+        self.inner.mutex.poll_lock(side, cx).map(|r| {
+            r.map(|()| SideGuard {
+                fd: self,
+                side,
+                async_op: false,
+            })
+            .map_err(Into::into)
+        })
     }
 
-    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
     fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
@@ -248,19 +268,32 @@ impl NetFd {
         _guard: SideGuard<'_>,
     ) -> Poll<io::Result<R>> {
         let reg = &self.inner.reg;
-        reg.prepare(mode)?;
-        loop {
-            match f(self.inner.fd) {
-                Ok(r) => return Poll::Ready(Ok(r)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // The waker stays registered with the descriptor after this poll, without the
-                // lock: another waiter that takes it over wakes us (see `pd/slot.rs`).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::task::ready!(reg.poll_wait(cx, mode))?;
+        let side = side_of(mode);
+        let out = (|| {
+            reg.prepare(mode)?;
+            loop {
+                match f(self.inner.fd) {
+                    Ok(r) => return Poll::Ready(Ok(r)),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // The waker stays registered with the descriptor after this poll, without
+                    // the lock. A poll-based waker it displaces is kept, to be woken when an
+                    // operation on this side completes (see `fd_mutex.rs`).
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let mut displaced = None;
+                        let waited = reg.poll_wait(cx, mode, Some(&mut displaced));
+                        if let Some(w) = displaced {
+                            self.inner.mutex.park_displaced(side, w);
+                        }
+                        std::task::ready!(waited)?;
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                Err(e) => return Poll::Ready(Err(e)),
             }
+        })();
+        if out.is_ready() {
+            self.inner.mutex.wake_displaced(side);
         }
+        out
     }
 
     fn wait(&self, mode: Mode) -> Wait<'_> {
@@ -397,10 +430,16 @@ impl Drop for Inner {
 pub(crate) struct SideGuard<'a> {
     fd: &'a NetFd,
     side: Side,
+    /// An async operation: its end (done or cancelled) wakes displaced poll-based callers
+    /// (`FdMutex::wake_displaced`). A poll-based one does that itself, only when it completes.
+    async_op: bool,
 }
 
 impl Drop for SideGuard<'_> {
     fn drop(&mut self) {
+        if self.async_op {
+            self.fd.inner.mutex.wake_displaced(self.side);
+        }
         if self.fd.inner.mutex.unlock(self.side) {
             self.fd.inner.destroy();
         }
@@ -432,6 +471,7 @@ impl<'a> Future for LockFuture<'a> {
                     return Poll::Ready(Ok(SideGuard {
                         fd: self.fd,
                         side: self.side,
+                        async_op: true,
                     }));
                 }
                 Acquire::Queued(ticket) => {
@@ -449,6 +489,7 @@ impl<'a> Future for LockFuture<'a> {
                 Poll::Ready(Ok(SideGuard {
                     fd: self.fd,
                     side: self.side,
+                    async_op: true,
                 }))
             }
             Poll::Ready(Err(e)) => {
@@ -483,7 +524,7 @@ impl Future for Wait<'_> {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.reg.poll_wait(cx, self.mode) {
+        match self.reg.poll_wait(cx, self.mode, None) {
             Poll::Pending => {
                 self.waiting = true;
                 Poll::Pending
@@ -501,6 +542,13 @@ impl Drop for Wait<'_> {
         if self.waiting {
             self.reg.cancel_wait(self.mode);
         }
+    }
+}
+
+fn side_of(mode: Mode) -> Side {
+    match mode {
+        Mode::Read => Side::Read,
+        Mode::Write => Side::Write,
     }
 }
 

@@ -40,12 +40,18 @@
 //! the wait field, but holding no reference and no queue place); the next unlock wakes every
 //! poller and they race for the lock again. A poller that never comes back therefore blocks
 //! nobody.
+//!
+//! A poll-based caller that returns `Pending` leaves its waker in the descriptor's wait slot.
+//! When a second poll-based caller on the same side registers there, it displaces the first;
+//! the displaced waker is kept here ([`FdMutex::park_displaced`]) and woken when an operation
+//! on that side completes, or at close ([`FdMutex::wake_displaced`]): woken at once, two idle
+//! poll-based readers would wake each other forever.
 
 use std::collections::VecDeque;
 use std::io;
 use std::task::{Context, Poll, Waker};
 
-use crate::loom::{AtomicU64, Mutex, Ordering};
+use crate::loom::{AtomicBool, AtomicU64, Mutex, Ordering};
 
 const CLOSED: u64 = 1 << 0;
 const RLOCK: u64 = 1 << 1;
@@ -60,8 +66,8 @@ const WWAIT_MASK: u64 = ((1 << 20) - 1) << 43;
 /// Which side of the socket an operation locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Side {
-    Read,
-    Write,
+    Read = 0,
+    Write = 1,
 }
 
 impl Side {
@@ -110,6 +116,9 @@ impl From<LockError> for io::Error {
 pub(crate) struct FdMutex {
     state: AtomicU64,
     waiters: Mutex<Waiters>,
+    /// Whether `waiters` holds displaced wakers for each side: a cheap check for every
+    /// completed operation. Set under `waiters`; cleared there when the list is taken.
+    displaced: [AtomicBool; 2],
 }
 
 #[derive(Default)]
@@ -123,6 +132,10 @@ struct Waiters {
     /// Poll-based callers to wake at the next unlock of each side (module docs).
     read_pollers: Vec<Waker>,
     write_pollers: Vec<Waker>,
+    /// Poll-based callers displaced from the wait slot, to wake when an operation on the side
+    /// completes (module docs).
+    read_displaced: Vec<Waker>,
+    write_displaced: Vec<Waker>,
 }
 
 /// Wakers to wake once the waiters lock is released.
@@ -163,6 +176,13 @@ impl Waiters {
         }
     }
 
+    fn displaced(&mut self, side: Side) -> &mut Vec<Waker> {
+        match side {
+            Side::Read => &mut self.read_displaced,
+            Side::Write => &mut self.write_displaced,
+        }
+    }
+
     fn pollers(&mut self, side: Side) -> &mut Vec<Waker> {
         match side {
             Side::Read => &mut self.read_pollers,
@@ -184,6 +204,7 @@ impl FdMutex {
         FdMutex {
             state: AtomicU64::new(0),
             waiters: Mutex::new(Waiters::default()),
+            displaced: [AtomicBool::new(false), AtomicBool::new(false)],
         }
     }
 
@@ -390,7 +411,11 @@ impl FdMutex {
         Wakeups { handoff, pollers }
     }
 
-    #[allow(dead_code)] // until the compat module (futures-io, tokio-io, hyper) lands
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
     /// Takes the side's lock for the duration of one poll of a poll-based caller (module
     /// docs). `Ready(Ok)`: the lock and a reference are held; release them with `unlock`.
     /// `Pending`: the side is locked; `cx`'s waker is woken at its next unlock or at close.
@@ -448,6 +473,34 @@ impl FdMutex {
         Poll::Pending
     }
 
+    /// Keeps a poll-based caller's waker that another poll-based caller displaced from the
+    /// descriptor's wait slot (module docs).
+    pub(crate) fn park_displaced(&self, side: Side, waker: Waker) {
+        let mut waiters = self.waiters.lock();
+        let list = waiters.displaced(side);
+        if !list.iter().any(|w| w.will_wake(&waker)) {
+            list.push(waker);
+        }
+        self.displaced[side as usize].store(true, Ordering::Release);
+    }
+
+    /// An operation on `side` completed: wakes the displaced poll-based callers, which find out
+    /// whether there is anything left for them. One relaxed load when there are none.
+    #[inline]
+    pub(crate) fn wake_displaced(&self, side: Side) {
+        if !self.displaced[side as usize].load(Ordering::Relaxed) {
+            return;
+        }
+        let list = {
+            let mut waiters = self.waiters.lock();
+            self.displaced[side as usize].store(false, Ordering::Relaxed);
+            std::mem::take(waiters.displaced(side))
+        };
+        for w in list {
+            w.wake();
+        }
+    }
+
     /// Go's `increfAndClose`: marks the mutex closed (failing if it already was), takes a
     /// reference for the closer, and fails every queued task. The caller then unblocks the
     /// operations in flight (evicts the descriptor) and calls `decref`.
@@ -478,6 +531,8 @@ impl FdMutex {
             .map(|w| w.waker)
             .chain(waiters.read_pollers.drain(..))
             .chain(waiters.write_pollers.drain(..))
+            .chain(waiters.read_displaced.drain(..))
+            .chain(waiters.write_displaced.drain(..))
             .collect();
         drop(guard);
         for w in queued {

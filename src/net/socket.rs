@@ -288,3 +288,18 @@ pub(crate) fn recv_inq(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u
     }
     Ok((n, left))
 }
+
+#[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
+/// `recv(2)` into a buffer that may be uninitialised. On `Ok(n)` the first `n` bytes of `buf`
+/// are initialised: the kernel wrote them. Nothing is ever de-initialised (the kernel only
+/// stores bytes), so `buf` may also be a cast of an initialised `&mut [u8]`.
+pub(crate) fn recv_uninit(fd: RawFd, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call
+    // (`MaybeUninit<u8>` has the layout of `u8`), and `recv` writes at most that many.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

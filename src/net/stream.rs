@@ -71,3 +71,54 @@ impl NetFd {
         self.with_ref(|fd| socket::with_socket(fd, |s| s.shutdown(how)))
     }
 }
+
+/// One poll each, for the ecosystem's I/O traits (`src/compat/`): see
+/// [`NetFd::poll_read_with`]. Deadlines and close apply exactly as to the async methods.
+#[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
+impl NetFd {
+    /// One poll of a read into `buf`, which may be uninitialised. `Ready(Ok(n))`: the first `n`
+    /// bytes of `buf` now hold the data read, initialised; `0` is EOF (or an empty `buf`, which
+    /// returns at once, as Go's zero-length read does, failing only on a closed socket).
+    pub(crate) fn poll_recv(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return std::task::Poll::Ready(self.with_ref(|_| Ok(0)));
+        }
+        let len = cap_rw(buf.len());
+        self.poll_read_with(cx, |fd| socket::recv_uninit(fd, &mut buf[..len]))
+    }
+
+    /// One poll of a scatter read (`readv`); empty buffers as in [`NetFd::poll_recv`].
+    #[cfg(feature = "futures-io")]
+    pub(crate) fn poll_recv_vectored(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return std::task::Poll::Ready(self.with_ref(|_| Ok(0)));
+        }
+        self.poll_read_with(cx, |fd| socket::readv(fd, bufs))
+    }
+
+    /// One poll of a write of some of `buf`.
+    pub(crate) fn poll_send(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
+    }
+
+    /// One poll of a gather write (`sendmsg`).
+    pub(crate) fn poll_send_vectored(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        self.poll_write_with(cx, |fd| socket::sendv(fd, bufs))
+    }
+}

@@ -831,57 +831,10 @@ impl fmt::Debug for UnixDatagram {
     }
 }
 
-/// Poll-based I/O for the trait bridges in `crate::compat` (`AsyncRead`/`AsyncWrite`, hyper's
-/// `Read`/`Write`). Each call is one poll that holds its side's lock only for that poll, so a
-/// caller may stop polling at any time (`fd_mutex.rs`, "Poll-based callers"); deadlines and
-/// close apply exactly as to the async methods.
+/// For the ecosystem's I/O traits (`src/compat/`), which poll the shared socket directly.
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 impl UnixStream {
-    /// One poll of a read into `buf`, which may be uninitialised. `Ready(Ok(n))`: the first `n`
-    /// bytes of `buf` now hold the data read, initialised; `0` is EOF (or an empty `buf`, which
-    /// returns at once, as Go's zero-length read does, failing only on a closed socket).
-    pub(crate) fn poll_recv(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut [std::mem::MaybeUninit<u8>],
-    ) -> std::task::Poll<io::Result<usize>> {
-        if buf.is_empty() {
-            return std::task::Poll::Ready(self.fd.with_ref(|_| Ok(0)));
-        }
-        let len = cap_rw(buf.len());
-        self.fd
-            .poll_read_with(cx, |fd| crate::compat::recv_uninit(fd, &mut buf[..len]))
-    }
-
-    /// One poll of a scatter read (`readv`); empty buffers as in [`UnixStream::poll_recv`].
-    #[cfg(feature = "futures-io")]
-    pub(crate) fn poll_recv_vectored(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        bufs: &mut [IoSliceMut<'_>],
-    ) -> std::task::Poll<io::Result<usize>> {
-        if bufs.iter().all(|b| b.is_empty()) {
-            return std::task::Poll::Ready(self.fd.with_ref(|_| Ok(0)));
-        }
-        self.fd.poll_read_with(cx, |fd| socket::readv(fd, bufs))
-    }
-
-    /// One poll of a write of some of `buf`.
-    pub(crate) fn poll_send(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        self.fd
-            .poll_write_with(cx, |fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
-    }
-
-    /// One poll of a gather write (`sendmsg`).
-    pub(crate) fn poll_send_vectored(
-        &self,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> std::task::Poll<io::Result<usize>> {
-        self.fd.poll_write_with(cx, |fd| socket::sendv(fd, bufs))
+    pub(crate) fn fd(&self) -> &NetFd {
+        &self.fd
     }
 }

@@ -413,10 +413,13 @@ impl Registration {
     /// Go's `pollWait` as a poll function: Ready(Ok) when the fd may be ready again (retry the
     /// system call), Ready(Err) on close or deadline, Pending with the waker stored otherwise.
     /// A caller that stops polling before Ready must call [`Registration::cancel_wait`].
+    /// A poll-based caller passes `displaced` to receive the waker its registration displaces,
+    /// if any; otherwise that waker is woken (see `Slot::poll_wait`).
     pub(crate) fn poll_wait(
         &self,
         cx: &mut Context<'_>,
         mode: Mode,
+        displaced: Option<&mut Option<Waker>>,
     ) -> Poll<Result<(), PollError>> {
         let pd = self.pd();
         if let Err(e) = PollDesc::check(pd.info.load(Ordering::Acquire), mode) {
@@ -425,7 +428,7 @@ impl Registration {
         }
         // The re-check after announcing the wait (slot.rs: the slot's read-modify-writes make
         // the Dekker pair; an `Acquire` load of `info` suffices here).
-        pd.slot(mode).poll_wait(cx, || {
+        pd.slot(mode).poll_wait(cx, displaced, || {
             PollDesc::check(pd.info.load(Ordering::Acquire), mode).err()
         })
     }

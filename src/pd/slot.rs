@@ -163,6 +163,19 @@ pub(crate) struct Slot {
 // `Waker` is `Send + Sync`, so moving it between those threads is fine.
 unsafe impl Sync for Slot {}
 
+/// Wakes a waker displaced from the slot, or hands it to the caller that asked for it (see
+/// `Slot::poll_wait`).
+fn hand_over_displaced(waker: Waker, place: Option<&mut Option<Waker>>) {
+    match place {
+        Some(place) => {
+            if let Some(earlier) = place.replace(waker) {
+                earlier.wake();
+            }
+        }
+        None => waker.wake(),
+    }
+}
+
 impl Slot {
     /// An empty slot (`NIL`).
     #[cfg(not(loom))]
@@ -197,17 +210,21 @@ impl Slot {
     ///
     /// One waiter per slot at a time is the caller's invariant (the fd lock, Go's `fdMutex`).
     /// A second waiter that arrives while the first is in `WAIT` panics; one that arrives while
-    /// the first is `PARKED` cannot be told from a re-poll and takes over the registration. A
-    /// waker displaced that way (by one that does not `will_wake` it) is woken, so that its
-    /// owner polls again instead of waiting for a notification that will go to someone else:
-    /// a poll-based reader (`AsyncRead`) leaves its waker here between polls without holding
-    /// the fd lock. For a re-poll by the same task the wake-up is merely spurious.
+    /// the first is `PARKED` cannot be told from a re-poll and takes over the registration.
+    /// A waker displaced that way (by one that does not `will_wake` it) must not be stranded: a
+    /// poll-based reader (`AsyncRead`) leaves its waker here between polls without holding the
+    /// fd lock. With `displaced` `None` it is woken at once, so that its owner polls again (an
+    /// async operation, which holds the fd lock, displaced it). A poll-based caller passes a
+    /// place instead and keeps the waker to wake later (`net/fd.rs`): woken at once, two
+    /// poll-based readers of one socket would wake each other forever. For a re-poll by the
+    /// same task the wake-up is spurious.
     ///
     /// # Panics
     /// If another wait is in progress on this slot ("double wait", Go's `throw`).
     pub(crate) fn poll_wait<E>(
         &self,
         cx: &mut Context<'_>,
+        mut displaced: Option<&mut Option<Waker>>,
         check_err: impl Fn() -> Option<E>,
     ) -> Poll<Result<(), E>> {
         let mut spins = 0;
@@ -226,12 +243,19 @@ impl Slot {
                     }
                 }
                 NIL | PARKED => match self.cas(cur, WAIT) {
-                    Ok(_) => match self.wait_holding_cell(cx, &check_err, cur == PARKED) {
-                        Some(done) => return done,
-                        // Unblocked with no error left to report: Go's "deadline was extended
-                        // meanwhile". Start over.
-                        None => cur = self.state.load(Ordering::Acquire),
-                    },
+                    Ok(_) => {
+                        match self.wait_holding_cell(
+                            cx,
+                            &check_err,
+                            cur == PARKED,
+                            displaced.as_deref_mut(),
+                        ) {
+                            Some(done) => return done,
+                            // Unblocked with no error left to report: Go's "deadline was extended
+                            // meanwhile". Start over.
+                            None => cur = self.state.load(Ordering::Acquire),
+                        }
+                    }
                     Err(actual) => cur = actual,
                 },
                 NOTIFYING | NOTIFYING_READY => {
@@ -251,6 +275,7 @@ impl Slot {
         cx: &mut Context<'_>,
         check_err: &impl Fn() -> Option<E>,
         cell_full: bool,
+        displaced: Option<&mut Option<Waker>>,
     ) -> Option<Poll<Result<(), E>>> {
         // The Dekker re-check: `WAIT` is published, now look at the error word.
         if let Some(e) = check_err() {
@@ -265,7 +290,7 @@ impl Slot {
             // Its owner must learn about the error too (see `poll_wait`).
             if let Some(w) = stale {
                 if !w.will_wake(cx.waker()) {
-                    w.wake();
+                    hand_over_displaced(w, displaced);
                 }
             }
             return Some(Poll::Ready(if prev == READY { Ok(()) } else { Err(e) }));
@@ -279,10 +304,10 @@ impl Slot {
                 cell => cell.replace(cx.waker().clone()),
             }
         });
-        // A displaced waiter polls again (see `poll_wait`). Waking or dropping a waker may run
-        // arbitrary code: do it outside the cell access.
+        // A displaced waiter must not be stranded (see `poll_wait`). Waking or dropping a
+        // waker may run arbitrary code: do it outside the cell access.
         if let Some(w) = replaced {
-            w.wake();
+            hand_over_displaced(w, displaced);
         }
 
         match self.cas(WAIT, PARKED) {
@@ -392,16 +417,15 @@ impl Slot {
     /// Go's `pollReset`: at the start of an operation, by its owner with no waiter in flight,
     /// discard a stale `READY` (the syscall is tried first, so nothing is lost).
     ///
-    /// Without a waiter the state can only be `NIL` or `READY` (`NOTIFYING*` requires a parked
-    /// waker, and a waiter never leaves one behind), and notifiers can only move `NIL` to `READY`.
-    /// Still a CAS from `READY` rather than a blind store, so that a protocol violation cannot
+    /// An async waiter never leaves a waker behind, but a poll-based one (`AsyncRead`) may: it
+    /// returns `Pending` with its waker `PARKED` and releases the fd lock, and may never poll
+    /// again. So the state may also be `PARKED` or mid-hand-off here; `reset` leaves those alone
+    /// and the next wait takes the registration over. Only `WAIT` (a wait in progress) is a
+    /// protocol violation. A CAS from `READY` rather than a blind store, so that nothing can
     /// clobber a hand-off; one load and no RMW when already `NIL`.
     pub(crate) fn reset(&self) {
         let cur = self.state.load(Ordering::Acquire);
-        debug_assert!(
-            matches!(cur, NIL | READY),
-            "reset with a waiter: state {cur}"
-        );
+        debug_assert!(cur != WAIT, "reset during a wait: state {cur}");
         if cur == READY {
             let _ = self.cas(READY, NIL);
         }
@@ -568,7 +592,7 @@ mod tests {
     }
 
     fn wait(slot: &Slot, waker: &Waker) -> Poll<Result<(), Closed>> {
-        slot.poll_wait(&mut Context::from_waker(waker), no_err)
+        slot.poll_wait(&mut Context::from_waker(waker), None, no_err)
     }
 
     fn state(slot: &Slot) -> usize {
@@ -629,7 +653,7 @@ mod tests {
         let slot = Slot::new();
         let (_counter, waker) = counting();
         slot.notify_ready();
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), closed);
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, closed);
         assert_eq!(r, Poll::Ready(Err(Closed)));
         assert!(slot.is_ready());
     }
@@ -638,7 +662,7 @@ mod tests {
     fn error_seen_after_announcing_wait_returns_err_and_leaves_nil() {
         let slot = Slot::new();
         let (counter, waker) = counting();
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), || {
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, || {
             assert_eq!(
                 state(&slot),
                 WAIT,
@@ -655,7 +679,7 @@ mod tests {
     fn readiness_in_the_wait_window_fails_the_commit_and_returns_ok() {
         let slot = Slot::new();
         let (counter, waker) = counting();
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), || {
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, || {
             // WAIT -> READY: no waker to return, the waiter's commit will fail.
             assert!(slot.notify_ready().is_none());
             None::<Closed>
@@ -675,7 +699,7 @@ mod tests {
         let slot = Slot::new();
         let (counter, waker) = counting();
         let calls = Cell::new(0);
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), || {
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, || {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
                 // The closer publishes its bit just after our check, then unblocks: WAIT -> NIL.
@@ -698,7 +722,7 @@ mod tests {
         let slot = Slot::new();
         let (counter, waker) = counting();
         let calls = Cell::new(0);
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), || {
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, || {
             calls.set(calls.get() + 1);
             if calls.get() == 1 {
                 slot.unblock();
@@ -720,7 +744,7 @@ mod tests {
         // Go's netpollblock: after the re-check fails it swaps to nil and reports pdReady.
         let slot = Slot::new();
         let (_counter, waker) = counting();
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), || {
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, || {
             slot.notify_ready();
             Some(Closed)
         });
@@ -754,14 +778,17 @@ mod tests {
         let err = Cell::new(false);
         let check = || err.get().then_some(Closed);
         let mut cx = Context::from_waker(&waker);
-        assert_eq!(slot.poll_wait(&mut cx, check), Poll::Pending);
+        assert_eq!(slot.poll_wait(&mut cx, None, check), Poll::Pending);
         err.set(true);
         let taken = slot.unblock().expect("the parked waker");
         assert!(taken.will_wake(&waker));
         assert_eq!(state(&slot), NIL);
         assert!(slot.unblock().is_none());
         drop(taken);
-        assert_eq!(slot.poll_wait(&mut cx, check), Poll::Ready(Err(Closed)));
+        assert_eq!(
+            slot.poll_wait(&mut cx, None, check),
+            Poll::Ready(Err(Closed))
+        );
         assert_eq!(Arc::strong_count(&counter), 2);
     }
 
@@ -805,11 +832,32 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_based_waiter_is_handed_the_waker_it_displaces() {
+        let slot = Slot::new();
+        let (old, old_waker) = counting();
+        let (new, new_waker) = counting();
+        assert_eq!(wait(&slot, &old_waker), Poll::Pending);
+        let mut displaced = None;
+        let r = slot.poll_wait(
+            &mut Context::from_waker(&new_waker),
+            Some(&mut displaced),
+            no_err,
+        );
+        assert_eq!(r, Poll::Pending);
+        assert_eq!(wakes(&old), 0, "poll-based callers do not wake each other");
+        assert!(displaced
+            .expect("the displaced waker is handed over")
+            .will_wake(&old_waker));
+        slot.notify_ready().expect("the new waker").wake();
+        assert_eq!(wakes(&new), 1);
+    }
+
+    #[test]
     fn repoll_of_a_parked_waiter_sees_a_new_error_and_drops_its_waker() {
         let slot = Slot::new();
         let (counter, waker) = counting();
         assert_eq!(wait(&slot, &waker), Poll::Pending);
-        let r = slot.poll_wait(&mut Context::from_waker(&waker), closed);
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, closed);
         assert_eq!(r, Poll::Ready(Err(Closed)));
         assert_eq!(state(&slot), NIL);
         assert_eq!(Arc::strong_count(&counter), 2);
@@ -820,7 +868,7 @@ mod tests {
     fn second_concurrent_waiter_panics() {
         let slot = Slot::new();
         let (_counter, waker) = counting();
-        let _ = slot.poll_wait(&mut Context::from_waker(&waker), || {
+        let _ = slot.poll_wait(&mut Context::from_waker(&waker), None, || {
             // Another waiter arrives while this one is in WAIT.
             let _ = wait(&slot, &waker);
             None::<Closed>

@@ -333,7 +333,7 @@ impl Shared {
     fn spawn_machine(self: &StdArc<Self>, start: Option<Start<Box<Core>>>) -> io::Result<()> {
         let shared = self;
         let id = shared.next_machine_id.fetch_add(1, Ordering::Relaxed);
-        let machine = Machine::new(id, shared);
+        let machine = Machine::new(shared);
         shared.machines.lock().push(machine.clone());
         let mut builder =
             std::thread::Builder::new().name(format!("{}-{}", shared.config.thread_name, id));

@@ -18,7 +18,6 @@
 //! [`IDLE_ROUNDS_BEFORE_SLEEP`] rounds it sleeps until a core becomes busy (Go's
 //! `sysmonwait`), so an idle runtime costs no wake-ups.
 
-use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
@@ -112,8 +111,6 @@ fn run(handle: Handle) {
     let shared = &*handle.shared;
     let monitor = &shared.sysmon;
     let clock = &shared.driver.clock;
-    // Per machine: the poll sequence number last seen and when it was first seen.
-    let mut seen: HashMap<usize, (u64, u64)> = HashMap::new();
     // Reused every round so that the monitor does not allocate while the workers are busy.
     let mut machines: Vec<std::sync::Arc<super::worker::Machine>> = Vec::new();
     let mut delay = MIN_DELAY;
@@ -186,26 +183,23 @@ fn run(handle: Handle) {
         // 3. Machines stuck in one poll.
         machines.clear();
         machines.extend(shared.machines.lock().iter().cloned());
-        seen.retain(|id, _| machines.iter().any(|m| m.id() == *id));
+        let mut polling = false;
         for m in &machines {
             let seq = m.poll_seq();
             if seq & 1 == 0 {
-                seen.remove(&m.id());
-                continue;
+                continue; // not inside a task's poll
             }
-            match seen.get(&m.id()) {
-                Some(&(s, since)) if s == seq => {
-                    if now.saturating_sub(since) >= STUCK_AFTER {
-                        if let Some(core) = m.take_core() {
-                            shared.stats.handoffs.fetch_add(1, Ordering::Relaxed);
-                            handle.handoff(core);
-                            progress = true;
-                        }
-                        seen.remove(&m.id());
-                    }
-                }
-                _ => {
-                    seen.insert(m.id(), (seq, now));
+            polling = true;
+            let watch = &m.watch;
+            if watch.seq.load(Ordering::Relaxed) != seq {
+                // A new poll since the last look: start timing it.
+                watch.seq.store(seq, Ordering::Relaxed);
+                watch.since.store(now, Ordering::Relaxed);
+            } else if now.saturating_sub(watch.since.load(Ordering::Relaxed)) >= STUCK_AFTER {
+                if let Some(core) = m.take_core() {
+                    shared.stats.handoffs.fetch_add(1, Ordering::Relaxed);
+                    handle.handoff(core);
+                    progress = true;
                 }
             }
         }
@@ -220,7 +214,7 @@ fn run(handle: Handle) {
                 delay = (delay * 2).min(MAX_DELAY);
             }
         }
-        if shared.idle.nidle() == shared.idle.ncores() && seen.is_empty() {
+        if shared.idle.nidle() == shared.idle.ncores() && !polling {
             all_idle_rounds += 1;
         } else {
             all_idle_rounds = 0;

@@ -78,7 +78,6 @@ impl Core {
 
 /// A machine (Go's M): one OS thread of the runtime.
 pub(crate) struct Machine {
-    id: usize,
     /// Address of the runtime's `Shared`, to recognise "a worker of *this* runtime".
     runtime: usize,
     /// The core, while this machine polls a task (see the module docs).
@@ -89,22 +88,27 @@ pub(crate) struct Machine {
     parker: idle::Parker<Box<Core>>,
     /// Counters only this machine's thread writes.
     pub(super) stats: MachineStats,
+    /// The monitor's notes on this machine (only the monitor touches them).
+    pub(super) watch: Watch,
+}
+
+/// What the monitor last saw of a machine: a poll sequence number and when it first saw it.
+#[derive(Default)]
+pub(super) struct Watch {
+    pub(super) seq: AtomicU64,
+    pub(super) since: AtomicU64,
 }
 
 impl Machine {
-    pub(super) fn new(id: usize, shared: &Shared) -> StdArc<Machine> {
+    pub(super) fn new(shared: &Shared) -> StdArc<Machine> {
         StdArc::new(Machine {
-            id,
             runtime: shared as *const Shared as usize,
             core_slot: AtomicPtr::new(ptr::null_mut()),
             poll_seq: AtomicU64::new(0),
             parker: idle::Parker::new(),
             stats: MachineStats::default(),
+            watch: Watch::default(),
         })
-    }
-
-    pub(super) fn id(&self) -> usize {
-        self.id
     }
 
     pub(super) fn belongs_to(&self, shared: &Shared) -> bool {

@@ -39,16 +39,18 @@ impl Fd {
 
     /// The waiter's side: `poll_wait` with the error check as a plain `Acquire` load.
     fn wait(&self, waker: &Waker) -> Poll<Result<(), Closed>> {
-        self.slot.poll_wait(&mut Context::from_waker(waker), || {
-            (self.info.load(Ordering::Acquire) & CLOSING != 0).then_some(Closed)
-        })
+        self.slot
+            .poll_wait(&mut Context::from_waker(waker), None, || {
+                (self.info.load(Ordering::Acquire) & CLOSING != 0).then_some(Closed)
+            })
     }
 
     /// As [`Fd::wait`], with the error check as an RMW (`fetch_or(0)`).
     fn wait_rmw_check(&self, waker: &Waker) -> Poll<Result<(), Closed>> {
-        self.slot.poll_wait(&mut Context::from_waker(waker), || {
-            (self.info.fetch_or(0, Ordering::AcqRel) & CLOSING != 0).then_some(Closed)
-        })
+        self.slot
+            .poll_wait(&mut Context::from_waker(waker), None, || {
+                (self.info.fetch_or(0, Ordering::AcqRel) & CLOSING != 0).then_some(Closed)
+            })
     }
 
     /// The closer's side: publish the bit with an RMW, then unblock and wake.
