@@ -270,9 +270,16 @@ impl Worker<'_> {
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_POLL_INTERVAL == 0 {
             self.run_timers(core);
+            // Readiness found while this core still has local work goes to the *global*
+            // queue's tail, behind the tasks that have waited longer there (ring overflows,
+            // earlier polls); the ring drains first, then the global queue in FIFO order. Put
+            // on the ring instead, fresh readiness kept overtaking the overflow: at 5,000
+            // connections the least-served got 66% of the average.
             let mut batch = Batch::new();
-            if self.shared.poll_nonblocking(&mut batch) {
-                self.distribute(core, batch);
+            if self.shared.poll_nonblocking(&mut batch) && !batch.is_empty() {
+                let n = batch.len();
+                self.shared.inject.splice(batch);
+                self.shared.start_idle(n);
             }
             if let Some(task) = self.shared.inject.pop() {
                 return Some(task);
