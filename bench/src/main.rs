@@ -50,7 +50,7 @@ enum Cmd {
     /// netpoll vs tokio vs the floor: echo 64 B and HTTP, 50 connections, pinned (about a
     /// minute).
     Quick(RunArgs),
-    /// Every scenario, Go included when installed (about an hour on 2 cores).
+    /// Every scenario, Go included when installed (about 35 minutes).
     Full(RunArgs),
     /// Lists the scenarios (ids for --only).
     List,
@@ -90,6 +90,11 @@ struct RunArgs {
     /// Do not update docs/BENCHMARKS.md (full only).
     #[arg(long)]
     no_docs: bool,
+    /// Before each run, wait up to this many seconds for the rest of the machine to be quiet
+    /// (under 10% of a core), for a shared machine. Runs go ahead anyway after that; the
+    /// "other load" column shows what they met.
+    #[arg(long, default_value_t = 0.0)]
+    wait_quiet: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -192,6 +197,7 @@ fn bench(mode: &str, args: RunArgs) -> io::Result<()> {
         duration: args.duration.unwrap_or(if full { 5.0 } else { 2.5 }),
         families,
         tracer,
+        wait_quiet: args.wait_quiet,
     };
     if plan.repeats < 3 {
         notes.push(format!(

@@ -18,6 +18,8 @@ pub struct Plan {
     pub families: Vec<Family>,
     /// Counts system calls in the syscall scenario; `None` skips it.
     pub tracer: Option<Tracer>,
+    /// Seconds to wait, at most, for a quiet machine before each run.
+    pub wait_quiet: f64,
 }
 
 /// One run of one server in one scenario.
@@ -74,6 +76,9 @@ pub fn run_all(bins: &Binaries, scenarios: &[Scenario], plan: &Plan) -> Vec<Samp
             s.repeats(plan.repeats),
             format_duration(left * pace)
         );
+        if plan.wait_quiet > 0.0 {
+            wait_quiet(Duration::from_secs_f64(plan.wait_quiet));
+        }
         let sample = run_one(bins, s, si, variant, repeat, plan).unwrap_or_else(|e| {
             eprintln!("  failed: {e}");
             Sample {
@@ -178,6 +183,33 @@ fn idle_memory(server: &Running, conns: usize) -> io::Result<f64> {
     let after = sys::rss_bytes(server.pid)?;
     drop(held);
     Ok(after.saturating_sub(before) as f64 / conns as f64)
+}
+
+/// Waits until the machine's processes use under 10% of a core over half a second (nothing of
+/// ours runs between runs), or until `limit`.
+fn wait_quiet(limit: Duration) {
+    let give_up = Instant::now() + limit;
+    let mut said = false;
+    loop {
+        let (Ok(a), t) = (sys::machine_busy(), Instant::now()) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let Ok(b) = sys::machine_busy() else {
+            return;
+        };
+        let load = (b - a).as_secs_f64() / t.elapsed().as_secs_f64();
+        if load < 0.1 || Instant::now() >= give_up {
+            return;
+        }
+        if !said {
+            eprintln!(
+                "  waiting for a quiet machine (other load {:.0}%)",
+                load * 100.0
+            );
+            said = true;
+        }
+    }
 }
 
 pub fn format_duration(secs: f64) -> String {

@@ -107,8 +107,9 @@ pub fn table() -> Vec<Scenario> {
                 v.push(Scenario {
                     id: format!("echo-{size}-c{conns}-{placement:?}").to_lowercase(),
                     title: format!(
-                        "echo {}, {conns} conns, {}",
+                        "echo {}, {conns} conn{}, {}",
                         size_label(size),
+                        if conns == 1 { "" } else { "s" },
                         placement.short()
                     ),
                     app: App::Echo,

@@ -390,3 +390,54 @@ pub fn connect_all(addr: std::net::SocketAddr, n: usize) -> io::Result<Vec<TcpSt
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_counts_whole_messages_across_split_reads() {
+        let mut p = Echo::new(64, 3);
+        let mut sent = Vec::new();
+        p.push_request(&mut sent);
+        p.push_request(&mut sent);
+        assert_eq!(p.take_responses(&sent[..50]).unwrap(), (0, 50));
+        assert_eq!(p.take_responses(&sent[50..100]).unwrap(), (1, 50));
+        assert_eq!(p.take_responses(&sent[100..]).unwrap(), (1, 28));
+    }
+
+    #[test]
+    fn echo_rejects_a_changed_byte_and_bytes_never_sent() {
+        let mut p = Echo::new(64, 0);
+        let mut sent = Vec::new();
+        p.push_request(&mut sent);
+        sent[10] ^= 1;
+        let e = p.take_responses(&sent).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let mut p = Echo::new(64, 0);
+        let e = p.take_responses(&[0; 1]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn echo_streams_wrap_around_the_pattern() {
+        let mut p = Echo::new(MAX_MESSAGE, 1);
+        let mut sent = Vec::new();
+        for _ in 0..3 {
+            p.push_request(&mut sent);
+        }
+        assert_eq!(p.take_responses(&sent).unwrap(), (3, sent.len()));
+    }
+
+    #[test]
+    fn http_accepts_pipelined_responses_and_keeps_a_partial_one() {
+        let mut input = proto::HTTP_RESPONSE.repeat(2);
+        input.extend_from_slice(&proto::HTTP_RESPONSE[..7]);
+        let r = proto::HTTP_RESPONSE.len();
+        assert_eq!(Http.take_responses(&input).unwrap(), (2, 2 * r));
+        let mut wrong = proto::HTTP_RESPONSE.to_vec();
+        wrong[9] = b'5';
+        let e = Http.take_responses(&wrong).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+}
