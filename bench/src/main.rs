@@ -205,7 +205,12 @@ fn bench(mode: &str, args: RunArgs) -> io::Result<()> {
             plan.repeats
         ));
     }
-    let samples = run::run_all(&bins, &scenarios, &plan);
+    let raw_dir = server::target_dir().join("netpoll-bench");
+    std::fs::create_dir_all(&raw_dir)?;
+    let raw_path = raw_dir.join(format!("raw-{}.tsv", summary_name(mode, &args)));
+    let mut raw = io::BufWriter::new(std::fs::File::create(&raw_path)?);
+    eprintln!("raw runs: {}", raw_path.display());
+    let samples = run::run_all(&bins, &scenarios, &plan, &mut raw);
     let go_version = bins.go.as_ref().and_then(|_| server::go::version());
     let command = std::iter::once("netpoll-bench".to_string())
         .chain(std::env::args().skip(1))
@@ -224,6 +229,16 @@ fn bench(mode: &str, args: RunArgs) -> io::Result<()> {
     write_outputs(&report, &md, &args, full)
 }
 
+/// The file name of a run's outputs: a run restricted with --only does not replace the
+/// committed summary of the whole set.
+fn summary_name(mode: &str, args: &RunArgs) -> String {
+    if args.only.is_empty() {
+        mode.to_string()
+    } else {
+        format!("{mode}-partial")
+    }
+}
+
 const DOCS_BEGIN: &str = "<!-- netpoll-bench:begin -->";
 const DOCS_END: &str = "<!-- netpoll-bench:end -->";
 
@@ -233,12 +248,7 @@ fn write_outputs(report: &Report, md: &str, args: &RunArgs, full: bool) -> io::R
         .clone()
         .unwrap_or_else(|| server::workspace_root().join("bench").join("results"));
     std::fs::create_dir_all(&out)?;
-    // A run restricted with --only does not replace the committed summary of the whole set.
-    let name = if args.only.is_empty() {
-        report.mode.to_string()
-    } else {
-        format!("{}-partial", report.mode)
-    };
+    let name = summary_name(report.mode, args);
     let md_path = out.join(format!("{name}.md"));
     std::fs::write(&md_path, md)?;
     eprintln!("summary: {}", md_path.display());
@@ -246,11 +256,6 @@ fn write_outputs(report: &Report, md: &str, args: &RunArgs, full: bool) -> io::R
     if report::chart::draw(report, &png)? {
         eprintln!("chart: {}", png.display());
     }
-    let raw_dir = server::target_dir().join("netpoll-bench");
-    std::fs::create_dir_all(&raw_dir)?;
-    let raw = raw_dir.join(format!("raw-{name}.tsv"));
-    std::fs::write(&raw, report.raw_tsv())?;
-    eprintln!("raw runs: {}", raw.display());
     if full && args.only.is_empty() && !args.no_docs {
         update_docs(md)?;
     }

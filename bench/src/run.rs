@@ -1,7 +1,7 @@
 //! Runs scenarios: servers interleaved (A B C A B C …), one fresh server process per run, a
 //! progress line per run with the time left.
 
-use std::io;
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use crate::load::{self, idle, LoadArgs, LoadResult};
@@ -36,8 +36,37 @@ pub struct Sample {
     pub error: Option<String>,
 }
 
-/// Runs every scenario and returns the samples in run order.
-pub fn run_all(bins: &Binaries, scenarios: &[Scenario], plan: &Plan) -> Vec<Sample> {
+/// The header of the raw dump (one line per run).
+pub const RAW_HEADER: &str =
+    "scenario\tserver\trepeat\tmem_per_conn_bytes\tsyscalls_per_req\terror\tloader_result";
+
+impl Sample {
+    /// This run as a line of the raw dump: its scenario, server, repeat, the harness's own
+    /// measurements and the loader's RESULT line as it printed it.
+    pub fn raw_line(&self, scenario: &Scenario) -> String {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+        format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            scenario.id,
+            self.variant,
+            self.repeat,
+            opt(self.mem_per_conn),
+            opt(self.syscalls_per_req),
+            self.error.as_deref().unwrap_or("").replace(['\t', '\n'], " "),
+            self.load.as_ref().map_or(String::new(), |l| l.to_string())
+        )
+    }
+}
+
+/// Runs every scenario and returns the samples in run order; each run's raw line goes to `raw`
+/// as soon as it ends, so that an interrupted run keeps what it measured.
+pub fn run_all(
+    bins: &Binaries,
+    scenarios: &[Scenario],
+    plan: &Plan,
+    raw: &mut impl Write,
+) -> Vec<Sample> {
+    let _ = writeln!(raw, "{RAW_HEADER}");
     let mut jobs = Vec::new();
     for (si, s) in scenarios.iter().enumerate() {
         if matches!(s.kind, Kind::Syscalls { .. }) && plan.tracer.is_none() {
@@ -94,6 +123,8 @@ pub fn run_all(bins: &Binaries, scenarios: &[Scenario], plan: &Plan) -> Vec<Samp
         if let Some(e) = sample.load.as_ref().filter(|l| l.errors > 0) {
             eprintln!("  warning: {} connections failed", e.errors);
         }
+        let _ = writeln!(raw, "{}", sample.raw_line(s));
+        let _ = raw.flush();
         samples.push(sample);
         left -= estimate(si);
         spent_estimated += estimate(si);

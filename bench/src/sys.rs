@@ -138,6 +138,19 @@ pub fn pin_command(cmd: &mut Command, cpus: &[usize]) {
     }
 }
 
+/// Makes the child of `cmd` die with the thread that spawns it, so that an interrupted harness
+/// leaves no server or loader behind.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only makes the async-signal-safe prctl
+    // system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            cvt(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)).map(drop)
+        });
+    }
+}
+
 /// Raises `RLIMIT_NOFILE` (soft and, as root, hard) to at least `want`; returns the new soft
 /// limit. Children inherit it.
 pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {

@@ -334,13 +334,14 @@ fn sleep_until(t: Instant) {
 
 /// Runs the loader as a child process of this binary (`me`) and returns its result.
 pub fn run_process(me: &Path, args: &LoadArgs) -> io::Result<LoadResult> {
-    let mut child = Command::new(me)
-        .arg("load")
+    let mut cmd = Command::new(me);
+    cmd.arg("load")
         .args(args.to_argv())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+        .stderr(Stdio::piped());
+    sys::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("piped");
     let mut result = None;
     for line in BufReader::new(stdout).lines() {

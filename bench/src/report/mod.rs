@@ -623,42 +623,6 @@ impl Report<'_> {
         }
         t
     }
-
-    /// Samples as tab-separated values, one line per run: the raw dump.
-    pub fn raw_tsv(&self) -> String {
-        let mut out = String::from(
-            "scenario\tserver\trepeat\trps\tp50_us\tp99_us\tp999_us\tmax_us\tserver_cpu_s\t\
-             loader_cpu_s\tmachine_cpu_s\trequests\ttotal\terrors\tsend_lag_us\tmem_per_conn_bytes\t\
-             syscalls_per_req\terror\n",
-        );
-        for s in self.samples {
-            let l = s.load.clone().unwrap_or_default();
-            let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
-            let _ = writeln!(
-                out,
-                "{}\t{}\t{}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.6}\t{:.6}\t{:.6}\t{}\t{}\t{}\t{:.1}\t{}\t{}\t{}",
-                self.scenarios[s.scenario].id,
-                s.variant,
-                s.repeat,
-                l.rps,
-                l.p50_us,
-                l.p99_us,
-                l.p999_us,
-                l.max_us,
-                l.server_cpu_s,
-                l.loader_cpu_s,
-                l.machine_cpu_s,
-                l.requests,
-                l.total,
-                l.errors,
-                l.send_lag_us,
-                opt(s.mem_per_conn),
-                opt(s.syscalls_per_req),
-                s.error.as_deref().unwrap_or("")
-            );
-        }
-        out
-    }
 }
 
 #[cfg(test)]

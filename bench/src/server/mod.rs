@@ -375,6 +375,7 @@ impl Running {
         if let Some(cpus) = &launch.cpus {
             sys::pin_command(&mut cmd, cpus);
         }
+        sys::die_with_parent(&mut cmd);
         let child = cmd.spawn()?;
         let mut running = Running {
             pid: child.id(),
