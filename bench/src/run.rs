@@ -52,7 +52,10 @@ impl Sample {
             self.repeat,
             opt(self.mem_per_conn),
             opt(self.syscalls_per_req),
-            self.error.as_deref().unwrap_or("").replace(['\t', '\n'], " "),
+            self.error
+                .as_deref()
+                .unwrap_or("")
+                .replace(['\t', '\n'], " "),
             self.load.as_ref().map_or(String::new(), |l| l.to_string())
         )
     }

@@ -21,7 +21,7 @@ const COLORS: [(Family, RGBColor); 4] = [
     (Family::Floor, RGBColor(0x70, 0x70, 0x70)),
 ];
 const GRID: RGBColor = RGBColor(0xdd, 0xdd, 0xdd);
-const GROUP_WIDTH: u32 = 84;
+const GROUP_WIDTH: u32 = 100;
 const LEFT: u32 = 70;
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
@@ -112,7 +112,7 @@ pub fn draw(report: &Report, path: &Path) -> io::Result<bool> {
                     _ => unreachable!("closed-loop scenarios only"),
                 };
                 let place = match s.placement {
-                    crate::scenario::Placement::Pinned => "pinned",
+                    crate::scenario::Placement::Pinned => "pin",
                     crate::scenario::Placement::Unpinned => "2 wrk",
                 };
                 Group {
