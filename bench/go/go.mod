@@ -1,0 +1,3 @@
+module netpoll-bench-go
+
+go 1.19

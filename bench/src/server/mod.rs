@@ -1,0 +1,447 @@
+//! The servers under test, one module per family, and how the harness builds, starts and stops
+//! them.
+//!
+//! Every server reads `ADDR` and `WORKERS` (and echo `DEADLINE_MS`) from the environment and
+//! stops on SIGTERM (the default action: none of them needs to clean up). netpoll's servers
+//! are the crate's examples; tokio's and the floor run inside this binary (`netpoll-bench
+//! serve ...`); Go's are built from `bench/go/`.
+
+pub mod floor;
+pub mod go;
+pub mod tokio;
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// A server implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Netpoll,
+    Tokio,
+    Go,
+    Floor,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Netpoll => "netpoll",
+            Family::Tokio => "tokio",
+            Family::Go => "go",
+            Family::Floor => "floor",
+        }
+    }
+}
+
+/// What a server serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum App {
+    Echo,
+    Http,
+}
+
+/// A server as a scenario runs it: a family, optionally moving its read deadline on every
+/// request (echo's `DEADLINE_MS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Variant {
+    pub family: Family,
+    pub deadline: bool,
+}
+
+impl Variant {
+    pub const fn plain(family: Family) -> Variant {
+        Variant {
+            family,
+            deadline: false,
+        }
+    }
+
+    pub const fn with_deadline(family: Family) -> Variant {
+        Variant {
+            family,
+            deadline: true,
+        }
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.family.name())?;
+        if self.deadline {
+            f.write_str("+deadline")?;
+        }
+        Ok(())
+    }
+}
+
+/// The deadline the deadline-churn variants move forward on every read: long enough never to
+/// expire during a run.
+const CHURN_DEADLINE_MS: u64 = 10_000;
+
+/// The environment of a `netpoll-bench serve` process.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeEnv {
+    pub addr: SocketAddr,
+    pub workers: usize,
+    pub deadline: Option<Duration>,
+}
+
+impl ServeEnv {
+    /// Reads `ADDR`, `WORKERS` and `DEADLINE_MS` with the examples' defaults.
+    pub fn from_env() -> io::Result<ServeEnv> {
+        let invalid = |name: &str, v: &str| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{name}={v:?}"))
+        };
+        let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:7000".into());
+        let addr = addr.parse().map_err(|_| invalid("ADDR", &addr))?;
+        let workers = match std::env::var("WORKERS") {
+            Ok(v) => v.parse().map_err(|_| invalid("WORKERS", &v))?,
+            Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let deadline = match std::env::var("DEADLINE_MS") {
+            Ok(v) => Some(Duration::from_millis(
+                v.parse().map_err(|_| invalid("DEADLINE_MS", &v))?,
+            )),
+            Err(_) => None,
+        };
+        Ok(ServeEnv {
+            addr,
+            workers,
+            deadline,
+        })
+    }
+}
+
+/// The servers that run inside this binary, for `netpoll-bench serve`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum InProcess {
+    TokioEcho,
+    TokioHttp,
+    FloorEcho,
+    FloorHttp,
+}
+
+/// `netpoll-bench serve KIND`: runs until killed.
+pub fn serve(kind: InProcess) -> io::Result<()> {
+    let env = ServeEnv::from_env()?;
+    match kind {
+        InProcess::TokioEcho => tokio::run(App::Echo, env),
+        InProcess::TokioHttp => tokio::run(App::Http, env),
+        InProcess::FloorEcho => floor::run(App::Echo, env),
+        InProcess::FloorHttp => floor::run(App::Http, env),
+    }
+}
+
+/// Where the server binaries are, once built.
+pub struct Binaries {
+    /// This binary (tokio and floor servers, loaders).
+    pub me: PathBuf,
+    pub netpoll_echo: PathBuf,
+    pub netpoll_http: PathBuf,
+    /// `None` when Go is not installed.
+    pub go: Option<PathBuf>,
+    /// Where servers' stderr goes.
+    pub logs: PathBuf,
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+impl Binaries {
+    /// Builds netpoll's examples (release) and, if `with_go` and Go is installed, the Go
+    /// servers. `build: false` uses what is already built.
+    pub fn prepare(build: bool, with_go: bool) -> io::Result<Binaries> {
+        let work = target_dir().join("netpoll-bench");
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        if build {
+            eprintln!("building netpoll's examples (cargo build --release --examples -p netpoll)");
+            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--release", "--examples", "-p", "netpoll"])
+                .current_dir(workspace_root())
+                .status()?;
+            if !status.success() {
+                return Err(io::Error::other(format!("building the examples: {status}")));
+            }
+        }
+        let examples = target_dir().join("release").join("examples");
+        let go = if with_go {
+            go::build(&work, build)?
+        } else {
+            None
+        };
+        let bins = Binaries {
+            me: std::env::current_exe()?,
+            netpoll_echo: examples.join("echo"),
+            netpoll_http: examples.join("http"),
+            go,
+            logs,
+        };
+        for path in [&bins.netpoll_echo, &bins.netpoll_http] {
+            if !path.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} is missing: run without --no-build", path.display()),
+                ));
+            }
+        }
+        Ok(bins)
+    }
+
+    fn command(&self, variant: Variant, app: App) -> io::Result<Command> {
+        let mut cmd;
+        match variant.family {
+            Family::Netpoll => {
+                cmd = Command::new(match app {
+                    App::Echo => &self.netpoll_echo,
+                    App::Http => &self.netpoll_http,
+                });
+            }
+            Family::Tokio | Family::Floor => {
+                let kind = match (variant.family, app) {
+                    (Family::Tokio, App::Echo) => "tokio-echo",
+                    (Family::Tokio, App::Http) => "tokio-http",
+                    (_, App::Echo) => "floor-echo",
+                    (_, App::Http) => "floor-http",
+                };
+                cmd = Command::new(&self.me);
+                cmd.args(["serve", kind]);
+            }
+            Family::Go => {
+                let go = self.go.as_ref().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the Go servers are not built")
+                })?;
+                cmd = Command::new(go);
+                cmd.arg(match app {
+                    App::Echo => "echo",
+                    App::Http => "http",
+                });
+            }
+        }
+        Ok(cmd)
+    }
+}
+
+/// A tool the server runs under, counting its system calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tracer {
+    /// `perf stat -e raw_syscalls:sys_enter`: exact counts at little cost.
+    Perf,
+    /// `strace -c -f`: exact counts, but slows every system call down.
+    Strace,
+}
+
+impl Tracer {
+    /// The best tool that works here, if any.
+    pub fn detect() -> Option<Tracer> {
+        let works = |cmd: &mut Command| {
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if works(Command::new("perf").args([
+            "stat",
+            "-e",
+            "raw_syscalls:sys_enter",
+            "-x,",
+            "-o",
+            "/dev/null",
+            "true",
+        ])) {
+            Some(Tracer::Perf)
+        } else if works(Command::new("strace").args(["-c", "-o", "/dev/null", "true"])) {
+            Some(Tracer::Strace)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tracer::Perf => "perf stat -e raw_syscalls:sys_enter",
+            Tracer::Strace => "strace -c -f",
+        }
+    }
+
+    fn wrap(&self, inner: &Command, out: &Path) -> Command {
+        let mut cmd = match self {
+            Tracer::Perf => {
+                let mut c = Command::new("perf");
+                c.args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o"]);
+                c
+            }
+            Tracer::Strace => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-c", "-o"]);
+                c
+            }
+        };
+        cmd.arg(out).arg("--").arg(inner.get_program());
+        cmd.args(inner.get_args());
+        cmd
+    }
+
+    /// The number of system calls in the tool's report.
+    fn parse(&self, report: &str) -> Option<u64> {
+        match self {
+            // "<count>,,raw_syscalls:sys_enter,..."
+            Tracer::Perf => report
+                .lines()
+                .find(|l| l.contains("raw_syscalls:sys_enter"))
+                .and_then(|l| l.split(',').next()?.trim().parse().ok()),
+            // "100.00    0.012345     1     12345     67 total": calls is the fourth column.
+            Tracer::Strace => report
+                .lines()
+                .find(|l| l.trim_end().ends_with("total"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok()),
+        }
+    }
+}
+
+/// How to start a server.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub variant: Variant,
+    pub app: App,
+    pub workers: usize,
+    /// Pin the server (all its threads) to these CPUs.
+    pub cpus: Option<Vec<usize>>,
+    pub tracer: Option<Tracer>,
+}
+
+/// A started server; stop it with [`Running::stop`] (dropping it kills it too).
+pub struct Running {
+    child: Child,
+    /// The server process itself (the tracer's child when traced).
+    pub pid: u32,
+    pub addr: SocketAddr,
+    trace: Option<(Tracer, PathBuf)>,
+}
+
+/// A free port on the loopback interface (a fresh one per run, so that no run meets the
+/// previous one's sockets).
+fn free_addr() -> io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+impl Running {
+    /// Starts a server and waits until it accepts connections.
+    pub fn start(bins: &Binaries, launch: &Launch) -> io::Result<Running> {
+        let addr = free_addr()?;
+        let inner = bins.command(launch.variant, launch.app)?;
+        let trace = launch.tracer.clone().map(|t| {
+            let out = bins
+                .logs
+                .join(format!("{}-{:?}.syscalls", launch.variant, launch.app));
+            let _ = std::fs::remove_file(&out);
+            (t, out)
+        });
+        let mut cmd = match &trace {
+            Some((tracer, out)) => tracer.wrap(&inner, out),
+            None => inner,
+        };
+        cmd.env("ADDR", addr.to_string())
+            .env("WORKERS", launch.workers.to_string());
+        if launch.variant.deadline {
+            cmd.env("DEADLINE_MS", CHURN_DEADLINE_MS.to_string());
+        } else {
+            cmd.env_remove("DEADLINE_MS");
+        }
+        let log = File::options().create(true).append(true).open(
+            bins.logs
+                .join(format!("{}-{:?}.log", launch.variant, launch.app)),
+        )?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        if let Some(cpus) = &launch.cpus {
+            sys::pin_command(&mut cmd, cpus);
+        }
+        sys::die_with_parent(&mut cmd);
+        let child = cmd.spawn()?;
+        let mut running = Running {
+            pid: child.id(),
+            child,
+            addr,
+            trace,
+        };
+        running.wait_ready(Duration::from_secs(15))?;
+        Ok(running)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> io::Result<()> {
+        let give_up = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!("the server exited: {status}")));
+            }
+            if self.trace.is_some() && self.pid == self.child.id() {
+                // The traced server is the tracer's child; find it first.
+                if let Some(&pid) = sys::children(self.child.id()).first() {
+                    self.pid = pid;
+                }
+            } else if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > give_up {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the server did not start listening",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and returns the system calls it made
+    /// if it was traced.
+    pub fn stop(mut self) -> io::Result<Option<u64>> {
+        let _ = sys::kill(self.pid, libc::SIGTERM);
+        let give_up = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > give_up {
+                let _ = sys::kill(self.pid, libc::SIGKILL);
+                let _ = self.child.kill();
+                self.child.wait()?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let Some((tracer, out)) = self.trace.take() else {
+            return Ok(None);
+        };
+        let report = std::fs::read_to_string(&out)?;
+        tracer
+            .parse(&report)
+            .map(Some)
+            .ok_or_else(|| io::Error::other(format!("no system call count in {}", out.display())))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The tokio servers: a multi-thread runtime with `WORKERS` workers, one task per connection,
+//! the same logic as `examples/echo.rs` and `examples/http.rs`.
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{App, ServeEnv};
+use crate::proto;
+
+pub fn run(app: App, env: ServeEnv) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(env.workers)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(env.addr).await?;
+        println!("tokio {app:?} listening on {}", listener.local_addr()?);
+        loop {
+            let conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            // netpoll and Go set TCP_NODELAY on accepted connections; tokio does not.
+            let _ = conn.set_nodelay(true);
+            tokio::spawn(async move {
+                // A reset or an expired idle timeout ends the connection.
+                let _ = match app {
+                    App::Echo => echo(conn, env.deadline).await,
+                    App::Http => http(conn).await,
+                };
+            });
+        }
+    })
+}
+
+/// Echo; with a deadline, every read runs inside `tokio::time::timeout` — tokio's way of
+/// writing the idle timeout that netpoll's echo does with `set_read_deadline`.
+async fn echo(mut conn: TcpStream, deadline: Option<Duration>) -> io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = match deadline {
+            None => conn.read(&mut buf).await?,
+            Some(idle) => tokio::time::timeout(idle, conn.read(&mut buf))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        conn.write_all(&buf[..n]).await?;
+    }
+}
+
+async fn http(mut conn: TcpStream) -> io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0;
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        if filled == buf.len() {
+            if buf.len() >= proto::HTTP_MAX_BUFFER {
+                return conn.write_all(proto::HTTP_BAD_REQUEST).await;
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = conn.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        filled += n;
+        let (used, close) = proto::answer_requests(&buf[..filled], &mut out);
+        buf.copy_within(used..filled, 0);
+        filled -= used;
+        if !out.is_empty() {
+            conn.write_all(&out).await?;
+            out.clear();
+        }
+        if close {
+            return Ok(());
+        }
+    }
+}
