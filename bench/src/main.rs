@@ -11,6 +11,7 @@
 //! interleaved runs), `report/` (tables, targets, chart).
 
 mod load;
+mod micro;
 mod proto;
 mod report;
 mod run;
@@ -61,6 +62,13 @@ enum Cmd {
     },
     /// Runs one load against a server and prints a RESULT line.
     Load(load::LoadArgs),
+    /// In-process micro-benchmarks, netpoll vs tokio: spawn, wake-to-run, timers, deadlines
+    /// (`micro --help` for its options).
+    #[command(disable_help_flag = true)]
+    Micro {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -130,6 +138,7 @@ fn main() {
         }
         Cmd::Serve { kind } => server::serve(kind),
         Cmd::Load(args) => load::main(&args),
+        Cmd::Micro { args } => micro::run(&args),
     };
     if let Err(e) = res {
         eprintln!("netpoll-bench: {e}");
