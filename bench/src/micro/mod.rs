@@ -509,10 +509,11 @@ mod tests {
     /// The shape that opens the window, many times a second: a thread outside the runtime wakes
     /// task `T` (a parked machine takes the core, while another sits in `epoll_wait`); `T` writes
     /// one byte, which makes reader task `R` ready through the poller, and goes idle at once.
-    /// `R` acknowledges to the outside thread. A stall is a missing acknowledgement. Fails in
-    /// about 4 runs out of 5 (release build, 20 s); passes with the fix in the report.
+    /// `R` acknowledges to the outside thread. A stall is a missing acknowledgement. Failed in
+    /// about 4 runs out of 5 (release build, 20 s) before the fix (`start_idle` after the
+    /// splice in `poll_blocking`).
     #[test]
-    #[ignore = "bug: sched/worker.rs poll_blocking splices a poll's tasks without starting an idle core"]
+    #[ignore = "a 20 s stress run (release build); the CI variant is tests/rt_io_wakeups.rs"]
     fn io_readiness_is_never_stranded_on_the_global_queue() {
         let rt = Netpoll::start(1).expect("runtime");
         let go = Arc::new(Signal::default());
