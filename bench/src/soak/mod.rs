@@ -16,8 +16,9 @@
 //!
 //! Every second the soak prints open descriptors, RSS, live tasks on each runtime, registered
 //! sockets, armed timers, scenarios completed, the server's read- and write-deadline drops,
-//! clients dropped for being late (held up past the server's deadline by the machine's load,
-//! see `client.rs`), and violations; the totals of every expected fault come at the end. After `--secs` seconds (default 30) the clients finish their scenario and stop,
+//! drops due to lateness (a client, or the server, held up past the server's deadline by the
+//! machine's load: `client.rs`, `server.rs`), and violations; the totals of every expected
+//! fault come at the end. After `--secs` seconds (default 30) the clients finish their scenario and stop,
 //! and the soak waits up to `--settle` seconds (default 10) for the process to come back to
 //! its baseline.
 //!
@@ -35,7 +36,9 @@ mod client;
 mod probe;
 mod server;
 
+use std::collections::HashSet;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -123,6 +126,11 @@ pub(crate) struct Stats {
     /// The server dropped a client that was held up past its read deadline (`client.rs`,
     /// "Late clients").
     client_late: AtomicU64,
+    /// The server's read timed out with bytes of the request already received (`server.rs`).
+    server_late: AtomicU64,
+    /// The peers (client addresses) of the connections counted in `server_late`, until their
+    /// client has seen the drop.
+    late_peers: Mutex<HashSet<SocketAddr>>,
     violations: AtomicU64,
     /// The first violations, for the report.
     first_violations: Mutex<Vec<String>>,
@@ -143,6 +151,12 @@ impl Stats {
 
     fn scenarios_done(&self) -> u64 {
         self.scenarios.iter().map(Stats::get).sum()
+    }
+
+    /// Whether the server dropped the client at `local` because the server was late; forgets
+    /// it.
+    fn server_was_late(&self, local: Option<SocketAddr>) -> bool {
+        local.is_some_and(|a| self.late_peers.lock().unwrap().remove(&a))
     }
 
     fn violation(&self, what: String) {
@@ -442,7 +456,7 @@ fn print_sample(phase: &str, s: &Sample, rate: u64, stats: &Stats) {
         rate,
         Stats::get(&stats.server_read_timeout),
         Stats::get(&stats.server_write_timeout),
-        Stats::get(&stats.client_late),
+        Stats::get(&stats.client_late) + Stats::get(&stats.server_late),
         Stats::get(&stats.violations),
     );
 }
@@ -462,10 +476,12 @@ fn report(stats: &Stats, load: Duration) {
         .collect();
     println!("soak: scenarios: {}", per.join(", "));
     println!(
-        "soak: server: {} connections, {} read-deadline drops, {} write-deadline drops, \
-         {} resets on read, {} resets/EPIPE on write, {} EOFs, {} EMFILE",
+        "soak: server: {} connections, {} read-deadline drops (and {} with the request already \
+         received: server late), {} write-deadline drops, {} resets on read, {} resets/EPIPE \
+         on write, {} EOFs, {} EMFILE",
         g(&stats.server_conns),
         g(&stats.server_read_timeout),
+        g(&stats.server_late),
         g(&stats.server_write_timeout),
         g(&stats.server_reset),
         g(&stats.server_write_reset),

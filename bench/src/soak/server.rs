@@ -1,9 +1,15 @@
 //! The soak's server: an echo server with Go's usual production deadlines — a read deadline
 //! per request (a slow or silent client is dropped) and a write deadline per reply (a client
 //! that does not read is dropped) — that checks every request names its connection.
+//!
+//! A read that times out although bytes of the request are already in the socket means the
+//! server side was held up past the deadline, not the client: it is counted as *server late*
+//! and the client's loop is told (through `Stats::late_peers`), so that it does not take the
+//! drop for a violation.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,6 +71,15 @@ async fn serve(c: TcpStream, stats: Arc<Stats>) {
             match e.kind() {
                 io::ErrorKind::UnexpectedEof => stats.bump(&stats.server_eof),
                 io::ErrorKind::ConnectionReset => stats.bump(&stats.server_reset),
+                io::ErrorKind::TimedOut if queued_bytes(&c) > 0 => {
+                    // Timed out with bytes of the request already received: the server task
+                    // (or its poller) was held up past the deadline, not the client. Tell the
+                    // client's loop, which sees an unexplained drop otherwise.
+                    stats.bump(&stats.server_late);
+                    if let Ok(peer) = c.peer_addr() {
+                        stats.late_peers.lock().unwrap().insert(peer);
+                    }
+                }
                 io::ErrorKind::TimedOut => stats.bump(&stats.server_read_timeout),
                 _ => stats.violation(format!("server read: {e:?}")),
             }
@@ -103,6 +118,19 @@ async fn serve(c: TcpStream, stats: Arc<Stats>) {
             }
             return;
         }
+    }
+}
+
+/// Bytes received and not read yet (`FIONREAD`); 0 if the socket cannot tell.
+fn queued_bytes(c: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int to the valid, writable `n`; the fd is an open socket
+    // borrowed from `c` for the duration of the call.
+    let r = unsafe { libc::ioctl(c.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r == 0 {
+        n.max(0) as usize
+    } else {
+        0
     }
 }
 
