@@ -17,6 +17,7 @@ mod report;
 mod run;
 mod scenario;
 mod server;
+mod soak;
 mod sys;
 
 use std::io;
@@ -66,6 +67,12 @@ enum Cmd {
     /// (`micro --help` for its options).
     #[command(disable_help_flag = true)]
     Micro {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Churns connections with random faults and fails on a leak trend (`soak --help`).
+    #[command(disable_help_flag = true)]
+    Soak {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -139,6 +146,7 @@ fn main() {
         Cmd::Serve { kind } => server::serve(kind),
         Cmd::Load(args) => load::main(&args),
         Cmd::Micro { args } => micro::run(&args),
+        Cmd::Soak { args } => soak::run(&args),
     };
     if let Err(e) = res {
         eprintln!("netpoll-bench: {e}");
