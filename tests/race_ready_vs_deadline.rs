@@ -31,12 +31,11 @@ impl Wake for WokenAt {
 }
 
 /// Readiness delivered before the deadline, the read polled again only after it: Go returns
-/// the data. netpoll's `Registration::poll_wait` checks the expired bit before it consumes the
-/// pending readiness, so the read fails with `TimedOut` — a spurious timeout for a server whose
-/// tasks are held up (the soak's server met it at start-up, under load).
+/// the data. netpoll's `Registration::poll_wait` checked the expired bit before it consumed the
+/// pending readiness, so the read failed with `TimedOut` — a spurious timeout for a server whose
+/// tasks are held up (the soak's server met it at start-up, under load). A resumed wait now
+/// takes its readiness first (`Registration::poll_wait_resumed`).
 #[test]
-#[ignore = "bug: a read woken by data before its deadline fails with TimedOut if it runs after \
-            the deadline (Go returns the data)"]
 fn readiness_delivered_before_the_deadline_wins_over_the_deadline_passing_before_the_task_runs() {
     const DEADLINE: Duration = Duration::from_millis(100);
     run(2, Duration::from_secs(20), async {

@@ -524,7 +524,12 @@ impl Future for Wait<'_> {
     type Output = io::Result<()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.reg.poll_wait(cx, self.mode, None) {
+        let polled = if self.waiting {
+            self.reg.poll_wait_resumed(cx, self.mode)
+        } else {
+            self.reg.poll_wait(cx, self.mode, None)
+        };
+        match polled {
             Poll::Pending => {
                 self.waiting = true;
                 Poll::Pending

@@ -433,6 +433,20 @@ impl Registration {
         })
     }
 
+    /// `poll_wait` for a wait that was parked and has been polled again: readiness delivered to
+    /// it wins over an error published since (Go's `netpollblock` returns "ready" after its
+    /// wake-up; the next operation sees the error).
+    pub(crate) fn poll_wait_resumed(
+        &self,
+        cx: &mut Context<'_>,
+        mode: Mode,
+    ) -> Poll<Result<(), PollError>> {
+        if self.pd().slot(mode).take_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_wait(cx, mode, None)
+    }
+
     /// Withdraws a waker left by `poll_wait` (a dropped operation), keeping any readiness.
     pub(crate) fn cancel_wait(&self, mode: Mode) {
         self.pd().slot(mode).cancel_wait();

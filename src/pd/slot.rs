@@ -268,6 +268,25 @@ impl Slot {
         }
     }
 
+    /// Consumes a pending readiness (`READY` → `NIL`) without looking at errors, for a waiter
+    /// that was parked and has been woken: Go's `netpollblock` returns "ready" after its
+    /// wake-up without re-checking errors, so readiness delivered before a deadline passed still
+    /// wins. Waits out a hand-off in progress. Returns whether there was one.
+    pub(crate) fn take_ready(&self) -> bool {
+        let mut spins = 0;
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                READY => {
+                    if self.cas(READY, NIL).is_ok() {
+                        return true;
+                    }
+                }
+                NOTIFYING | NOTIFYING_READY => backoff(&mut spins),
+                _ => return false,
+            }
+        }
+    }
+
     /// The second half of `poll_wait`, entered in `WAIT` and owning the cell (`cell_full` if we
     /// came from `PARKED` and the previous waker is still inside). Returns `None` to start over.
     fn wait_holding_cell<E>(
@@ -829,6 +848,22 @@ mod tests {
             "the notification goes to the new waker only"
         );
         assert_eq!(wakes(&new), 1);
+    }
+
+    #[test]
+    fn a_woken_waiter_takes_readiness_even_after_an_error_is_published() {
+        let slot = Slot::new();
+        let (counter, waker) = counting();
+        assert_eq!(wait(&slot, &waker), Poll::Pending);
+        slot.notify_ready().expect("the parked waker").wake();
+        assert_eq!(wakes(&counter), 1);
+        // The deadline passes before the woken task runs: poll_wait would report the error…
+        let r = slot.poll_wait(&mut Context::from_waker(&waker), None, closed);
+        assert_eq!(r, Poll::Ready(Err(Closed)));
+        assert!(slot.is_ready(), "…and leave the readiness pending");
+        // …while the resumed waiter takes the readiness delivered to it (Go).
+        assert!(slot.take_ready());
+        assert!(!slot.take_ready(), "consumed once");
     }
 
     #[test]

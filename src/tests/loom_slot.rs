@@ -331,3 +331,26 @@ fn loom_slot_waiter_vs_expired_then_extended_deadline() {
         assert_not_leaked(counter, waker);
     });
 }
+
+/// (8) A parked waiter resumed after readiness and a close race each other (Go's
+/// `netpollblock` after its wake-up): `take_ready` consumes the readiness exactly when the
+/// poller delivered it, whatever the error bit says, and leaves the slot empty; the waker is
+/// woken at least once and no clone leaks.
+#[test]
+fn loom_slot_resumed_waiter_takes_readiness_racing_close() {
+    loom::model(|| {
+        let fd = Fd::new();
+        let (counter, waker) = counting();
+        assert_eq!(fd.wait(&waker), Poll::Pending);
+        let poller = spawn(&fd, Fd::ready);
+        let closer = spawn(&fd, Fd::close);
+        poller.join().unwrap();
+        closer.join().unwrap();
+        assert!(wakes(&counter) >= 1, "parked and never woken: lost wake-up");
+        // The poller always leaves READY unless it found the waker gone: either way, after
+        // both have run, readiness is pending (notify never consumes, unblock never clears it).
+        assert!(fd.slot.take_ready(), "the delivered readiness was lost");
+        assert!(!fd.slot.take_ready(), "readiness consumed twice");
+        assert_not_leaked(counter, waker);
+    });
+}
