@@ -21,18 +21,18 @@
 //!
 //! With edge-triggered readiness Go must read until `EAGAIN`, so a request-response
 //! connection costs three system calls per request: the read, the write, and a read that fails
-//! with `EAGAIN` before the task waits. TCP connections ask the kernel, with `TCP_INQ`, how many
-//! bytes each read left in the receive queue. When a read leaves none (`drained`), the next
-//! read waits for readiness *first*: any byte that arrives after that read raises a new edge,
-//! which the wait consumes (or is woken by), so nothing is missed and the failing read is
-//! saved. A short read alone would not do: `recv` also stops early at TCP's urgent mark with
-//! data still queued. Nor does an empty queue alone: one edge may announce data and a reset
-//! together, and after the read returns the data, the reset's error is still pending with no
-//! edge to come (the kernel's hint counts a FIN, not a reset). So a socket for which any event
-//! reported hang-up or an error never skips; the poller records that before it publishes the
-//! event's readiness, so a reader that missed the record will find the readiness instead.
-//! Every other read-side path clears `drained`, since it may leave data behind without
-//! knowing. See [`NetFd::read_stream`].
+//! with `EAGAIN` before the task waits. For TCP, a read that returns less than it asked for
+//! has emptied the receive queue (`drained`), so the next read waits for readiness *first*:
+//! any byte that arrives after that read raises a new edge, which the wait consumes (or is
+//! woken by), so nothing is missed and the failing read is saved (tokio does the same).
+//!
+//! Two cases break "short means empty", and both are announced by an event: `recv` stops early
+//! at TCP's urgent mark with data still queued (`EPOLLPRI`), and one edge may announce data and
+//! a reset or FIN together, which stay pending after the read returns the data (`EPOLLHUP`,
+//! `EPOLLRDHUP`, `EPOLLERR`). The poller records any such event in a sticky bit before it
+//! publishes the event's readiness, and a socket with the bit never skips: a reader that
+//! missed the record will find the readiness instead. Every other read-side path clears
+//! `drained`, since it may leave data behind without knowing. See [`NetFd::read_stream`].
 
 use std::fmt;
 use std::future::Future;
@@ -70,9 +70,9 @@ struct Inner {
     fd: RawFd,
     mutex: FdMutex,
     reg: Registration,
-    /// `TCP_INQ` is on: reads report what they left in the receive queue. Set once, before the
-    /// socket is shared.
-    inq: AtomicBool,
+    /// A TCP stream: a short read means the receive queue is empty (module docs). Set once,
+    /// before the socket is shared.
+    stream: AtomicBool,
     /// The last read left the receive queue empty (module docs). Only touched under the read
     /// lock, which orders every access.
     drained: AtomicBool,
@@ -107,7 +107,7 @@ impl NetFd {
                 fd: fd.into_raw_fd(),
                 mutex: FdMutex::new(),
                 reg,
-                inq: AtomicBool::new(false),
+                stream: AtomicBool::new(false),
                 drained: AtomicBool::new(false),
             }),
         })
@@ -155,13 +155,9 @@ impl NetFd {
         self.io_loop(Mode::Read, &mut f).await
     }
 
-    /// Asks the kernel to report, with every read, how many bytes are left to read
-    /// (`TCP_INQ`, Linux 4.18+), enabling the skipped read of the module docs. Without kernel
-    /// support the socket simply reads as Go does.
-    pub(crate) fn enable_inq(&self) {
-        if super::socket::set_inq(self.inner.fd).is_ok() {
-            self.inner.inq.store(true, Ordering::Relaxed);
-        }
+    /// Marks the socket a TCP stream, enabling the skipped read of the module docs.
+    pub(crate) fn set_tcp_stream(&self) {
+        self.inner.stream.store(true, Ordering::Relaxed);
     }
 
     /// A stream read (`recv` into `buf`) that waits for readiness first when the previous read
@@ -173,7 +169,7 @@ impl NetFd {
         }
         let inner = &*self.inner;
         let len = cap_rw(buf.len());
-        if !inner.inq.load(Ordering::Relaxed) {
+        if !inner.stream.load(Ordering::Relaxed) {
             return self
                 .io_loop(Mode::Read, &mut |fd| {
                     super::socket::recv(fd, &mut buf[..len], 0)
@@ -189,9 +185,9 @@ impl NetFd {
             reg.prepare(Mode::Read)?;
         }
         loop {
-            match super::socket::recv_inq(inner.fd, &mut buf[..len]) {
-                Ok((n, left)) => {
-                    let drained = n > 0 && left == Some(0) && !reg.hangup_seen();
+            match super::socket::recv(inner.fd, &mut buf[..len], 0) {
+                Ok(n) => {
+                    let drained = n > 0 && n < len && !reg.exceptional_seen();
                     inner.drained.store(drained, Ordering::Relaxed);
                     return Ok(n);
                 }
@@ -205,11 +201,6 @@ impl NetFd {
         }
     }
 
-    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
-    #[cfg_attr(
-        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
-        allow(dead_code)
-    )]
     /// One poll of a poll-based read (`AsyncRead`): takes the read lock for this poll only (see
     /// `fd_mutex.rs`, "Poll-based callers"), then runs Go's loop around `f`. On `Pending` the
     /// waker is registered with the lock or with the descriptor.

@@ -234,61 +234,6 @@ pub(crate) fn send_to(fd: RawFd, buf: &[u8], addr: &SockAddr) -> io::Result<usiz
     super::fd::cvt(n)
 }
 
-/// Turns on `TCP_INQ`: every `recvmsg` then reports the bytes left in the receive queue.
-pub(crate) fn set_inq(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: `fd` is an open socket owned by the caller; the option value is a valid c_int
-    // whose size is passed alongside.
-    let res = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INQ,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if res == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// `recvmsg(2)` into `buf` on a socket with `TCP_INQ` on: the bytes read, and the bytes left in
-/// the receive queue after this read (`None` if the kernel sent no `TCP_CM_INQ` message).
-pub(crate) fn recv_inq(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for one control message carrying an int, 8-byte aligned as cmsghdr needs.
-    let mut control = [0u64; 4];
-    // SAFETY: an all-zero msghdr is a valid value (no name, no iov, no control yet).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: `msg` points at `iov` (valid for writes of `buf.len()` bytes) and at `control`
-    // (valid for `msg_controllen` bytes), all alive for the duration of the call.
-    let n = super::fd::cvt(unsafe { libc::recvmsg(fd, &mut msg, 0) })?;
-    let mut left = None;
-    // SAFETY: the kernel filled `msg_control`/`msg_controllen` with well-formed control
-    // messages inside `control`; CMSG_FIRSTHDR/NXTHDR/DATA stay within that buffer.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::IPPROTO_TCP && (*cmsg).cmsg_type == libc::TCP_CM_INQ {
-                let value = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                left = usize::try_from(value).ok();
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok((n, left))
-}
-
 #[cfg(any(feature = "futures-io", feature = "tokio-io", feature = "hyper"))]
 /// `recv(2)` into a buffer that may be uninitialised. On `Ok(n)` the first `n` bytes of `buf`
 /// are initialised: the kernel wrote them. Nothing is ever de-initialised (the kernel only

@@ -124,7 +124,7 @@ impl TcpListener {
             .as_socket()
             .ok_or_else(|| io::Error::other("accepted a non-inet connection"))?;
         let fd = NetFd::with_handle(OwnedFd::from(socket), self.fd.handle())?;
-        fd.enable_inq();
+        fd.set_tcp_stream();
         Ok((TcpStream { fd }, addr))
     }
 
@@ -285,7 +285,7 @@ impl TcpStream {
             fd.set_deadline(None, Some(Mode::Write))?;
         }
         fd.with_ref(|raw| socket::with_socket(raw, socket::set_tcp_defaults))?;
-        fd.enable_inq();
+        fd.set_tcp_stream();
         Ok(TcpStream { fd })
     }
 
@@ -298,7 +298,7 @@ impl TcpStream {
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
         let fd = NetFd::new(OwnedFd::from(stream))?;
-        fd.enable_inq();
+        fd.set_tcp_stream();
         Ok(TcpStream { fd })
     }
 

@@ -98,9 +98,9 @@ impl IoDriver {
                 continue; // an event for an earlier socket that used this descriptor
             }
             pd.set_event_err(event.is_error_only(), generation);
-            if event.is_hangup() {
-                // Before the readiness below is published (see `PollDesc::set_hangup`).
-                pd.set_hangup(generation);
+            if event.is_exceptional() {
+                // Before the readiness below is published (see `Registration::exceptional_seen`).
+                pd.set_exceptional(generation);
             }
             if event.is_readable() {
                 if let Some(waker) = pd.notify_ready(Mode::Read) {

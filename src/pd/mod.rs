@@ -12,7 +12,7 @@
 //! | 1 `EVENT_ERR` | the last event was exactly `EPOLLERR`: readers fail with "not pollable" |
 //! | 2 `EXPIRED_READ` | the read deadline has passed: reads fail with `TimedOut` |
 //! | 3 `EXPIRED_WRITE` | the write deadline has passed: writes fail with `TimedOut` |
-//! | 4 `HANGUP` | an event reported hang-up, peer half-close or an error (sticky) |
+//! | 4 `EXCEPTIONAL` | an event reported hang-up, peer half-close, an error or urgent data (sticky) |
 //! | 32–63 | the descriptor's generation (Go's `fdseq`), the upper half of every epoll token |
 //!
 //! Priority when several apply: closing, then timeout, then event error (Go's
@@ -66,9 +66,10 @@ const EVENT_ERR: u64 = 1 << 1;
 const EXPIRED_READ: u64 = 1 << 2;
 const EXPIRED_WRITE: u64 = 1 << 3;
 /// Set by the poller, like `EVENT_ERR` and under the same generation check, and never cleared
-/// while the socket lives: it tells a reader that an error or end-of-stream may be pending
-/// that no later event will announce (see `net/fd.rs`, "Skipping the read that would fail").
-const HANGUP: u64 = 1 << 4;
+/// while the socket lives: it tells a reader that an error, end-of-stream or data behind the
+/// urgent mark may be pending that no later event will announce (see `net/fd.rs`, "Skipping
+/// the read that would fail").
+const EXCEPTIONAL: u64 = 1 << 4;
 const GEN_SHIFT: u32 = 32;
 
 /// The direction of an operation.
@@ -201,7 +202,7 @@ impl PollDesc {
         if locked.wd < 0 {
             bits |= EXPIRED_WRITE;
         }
-        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE); // EVENT_ERR, HANGUP, generation
+        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE); // EVENT_ERR, EXCEPTIONAL, generation
                                                               // No write when nothing changes (a deadline moved within the future, the common case).
         let _ = self
             .info
@@ -243,16 +244,16 @@ impl PollDesc {
         }
     }
 
-    /// Go's `setEventErr` for the sticky `HANGUP` bit: only while the generation matches.
-    pub(crate) fn set_hangup(&self, generation: u32) {
-        if self.info.load(Ordering::Relaxed) & HANGUP != 0 {
+    /// Go's `setEventErr` for the sticky `EXCEPTIONAL` bit: only while the generation matches.
+    pub(crate) fn set_exceptional(&self, generation: u32) {
+        if self.info.load(Ordering::Relaxed) & EXCEPTIONAL != 0 {
             return;
         }
         let _ = self
             .info
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                ((old >> GEN_SHIFT) as u32 == generation && old & HANGUP == 0)
-                    .then_some(old | HANGUP)
+                ((old >> GEN_SHIFT) as u32 == generation && old & EXCEPTIONAL == 0)
+                    .then_some(old | EXCEPTIONAL)
             });
     }
 
@@ -397,11 +398,11 @@ impl Registration {
         Ok(())
     }
 
-    /// Whether an event for this socket reported hang-up, peer half-close or an error. The
-    /// poller sets the bit before it publishes the readiness of that event, so a reader that
-    /// consumed or cleared that readiness sees it.
-    pub(crate) fn hangup_seen(&self) -> bool {
-        self.pd().info.load(Ordering::Acquire) & HANGUP != 0
+    /// Whether an event for this socket reported hang-up, peer half-close, an error or urgent
+    /// data. The poller sets the bit before it publishes the readiness of that event, so a
+    /// reader that consumed or cleared that readiness sees it.
+    pub(crate) fn exceptional_seen(&self) -> bool {
+        self.pd().info.load(Ordering::Acquire) & EXCEPTIONAL != 0
     }
 
     /// Go's `netpollcheckerr`: `prepare` without clearing readiness, for an operation that

@@ -1,6 +1,7 @@
 //! The Linux backend: epoll, as Go's `runtime/netpoll_epoll.go`.
 //!
-//! Every fd is added once with `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET` and never modified, so the
+//! Every fd is added once with `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET` and never
+//! modified, so the
 //! only `epoll_ctl` calls are one at open and one at close. The waker (`waker.rs`) is added
 //! level-triggered with `EPOLLIN` under [`WAKE_TOKEN`]. See the contract in `mod.rs`.
 
@@ -13,11 +14,15 @@ use super::waker::Waker;
 use super::{EVENTS_CAPACITY, WAKE_TOKEN};
 
 /// The one interest set of every registered fd (Go's `netpollopen`): both directions,
-/// peer half-close, edge-triggered.
-const INTEREST: u32 = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+/// peer half-close, edge-triggered — plus `EPOLLPRI`, which Go does not ask for: TCP urgent
+/// data is the one case where a short read does not mean the receive queue is empty, and the
+/// layer above must hear of it (see `net/fd.rs`, "Skipping the read that would fail").
+const INTEREST: u32 =
+    (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLPRI | libc::EPOLLET) as u32;
 
-/// Bits that make an event readable (Go's `netpoll`: mode `'r'`).
-const READ_BITS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+/// Bits that make an event readable (Go's `netpoll`: mode `'r'`, plus urgent data).
+const READ_BITS: u32 =
+    (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
 
 /// Bits that make an event writable (Go's `netpoll`: mode `'w'`).
 const WRITE_BITS: u32 = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
@@ -54,7 +59,7 @@ impl Poller {
         Ok(poller)
     }
 
-    /// One registration for the fd's whole life: `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET`,
+    /// One registration for the fd's whole life: `EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLPRI|EPOLLET`,
     /// data = `token`. `WAKE_TOKEN` is reserved (`InvalidInput`).
     pub(crate) fn register(&self, fd: RawFd, token: u64) -> io::Result<()> {
         if token == WAKE_TOKEN {
@@ -220,7 +225,7 @@ impl Event {
         self.token
     }
 
-    /// Any of `EPOLLIN|EPOLLRDHUP|EPOLLHUP|EPOLLERR`.
+    /// Any of `EPOLLIN|EPOLLPRI|EPOLLRDHUP|EPOLLHUP|EPOLLERR`.
     pub(crate) fn is_readable(&self) -> bool {
         self.bits & READ_BITS != 0
     }
@@ -237,9 +242,11 @@ impl Event {
     }
 
     /// The peer hung up (fully or its write side) or the socket has an error: any of
-    /// `EPOLLHUP`, `EPOLLRDHUP`, `EPOLLERR`.
-    pub(crate) fn is_hangup(&self) -> bool {
-        self.bits & (libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLERR) as u32 != 0
+    /// `EPOLLHUP`, `EPOLLRDHUP`, `EPOLLERR`, or urgent data (`EPOLLPRI`): a state a read may
+    /// not see in full (an error or EOF behind data, data behind the urgent mark).
+    pub(crate) fn is_exceptional(&self) -> bool {
+        self.bits & (libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLPRI) as u32
+            != 0
     }
 }
 
@@ -274,7 +281,7 @@ mod tests {
             (EPOLLERR | EPOLLIN, true, true, false),
             (EPOLLERR | EPOLLHUP, true, true, false),
             (EPOLLIN | EPOLLOUT | EPOLLRDHUP, true, true, false),
-            (EPOLLPRI, false, false, false),
+            (EPOLLPRI, true, false, false),
         ];
         for (bits, readable, writable, error_only) in cases {
             let event = Event::from_bits(7, bits as u32);

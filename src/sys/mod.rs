@@ -35,7 +35,7 @@
 //! * `Events` — `new()` (room for [`EVENTS_CAPACITY`]), `len()`, `is_empty()`,
 //!   `iter() -> impl Iterator<Item = Event>`.
 //! * `Event` — `Copy + Eq + Debug`; `token()`, `is_readable()`, `is_writable()`,
-//!   `is_error_only()`, `is_hangup()` (hang-up, peer half-close or error). Hang-up and error count as both readable and writable, so a waiter in
+//!   `is_error_only()`, `is_exceptional()` (hang-up, peer half-close, error or urgent data). Hang-up and error count as both readable and writable, so a waiter in
 //!   either direction retries its system call and sees the EOF or the error itself. Events are
 //!   hints: readiness is only ever consumed by the caller's system call returning `EAGAIN`.
 //! * `Poller::fds()` (tests only) — every fd the poller owns, to check that `Drop` closes them.
