@@ -201,6 +201,11 @@ impl NetFd {
         }
     }
 
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
     /// One poll of a poll-based read (`AsyncRead`): takes the read lock for this poll only (see
     /// `fd_mutex.rs`, "Poll-based callers"), then runs Go's loop around `f`. On `Pending` the
     /// waker is registered with the lock or with the descriptor.
