@@ -1,5 +1,7 @@
 //! One direction (read or write) of a poll descriptor: Go's `pollDesc.rg` / `pollDesc.wg`.
 //!
+//! Model-checked by the loom models in `src/tests/loom_slot.rs` (`.ci/run` runs them).
+//!
 //! A [`Slot`] is a binary semaphore with Go's states (`runtime/netpoll.go`, spec §1.2–§1.5),
 //! where Go's "parked goroutine pointer" is a [`Waker`] stored in the slot without allocating.
 //! It is an atomic state word plus an `UnsafeCell<Option<Waker>>`; the state says who may touch

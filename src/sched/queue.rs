@@ -2,6 +2,8 @@
 //! steal half of in one batch (Go's per-P `runq`, `runqput`/`runqget`/`runqsteal` in
 //! `proc.go`; the same shape as tokio's `multi_thread/queue.rs`).
 //!
+//! Model-checked by the loom models in `src/tests/loom_queue.rs` (`.ci/run` runs them).
+//!
 //! # Shape
 //!
 //! The ring has [`LOCAL_QUEUE_CAPACITY`] slots. Positions are `u32` counters that only grow

@@ -1,5 +1,8 @@
 //! Tasks: Go's goroutines as Rust futures, one allocation each.
 //!
+//! The state machine is model-checked by the loom models in `src/tests/loom_task.rs` (`.ci/run`
+//! runs them).
+//!
 //! A spawned future lives in a task **cell**, a single heap allocation laid out `#[repr(C)]`
 //! as header, core and trailer (`core.rs`):
 //!
