@@ -19,6 +19,13 @@
 //!
 //! The layers, bottom up: the OS poller (`sys`), poll descriptors (`pd`), the scheduler
 //! (`sched`), timers (`time`) and the socket types (`net`).
+//!
+//! Optional features: `futures-io` and `tokio-io` implement those crates' I/O traits for the
+//! stream types; `hyper` adds `compat::hyper` (executor, timer and I/O adapter for hyper 1.x);
+//! `tracing` gives every task a `tracing` span (target `netpoll::task`, created at spawn with
+//! the task's id and spawn site, entered on each poll) and emits an event per wait in the OS
+//! poller (`netpoll::poller`) and per monitor hand-off (`netpoll::sysmon`). Without a feature
+//! its code is not compiled.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
@@ -33,6 +40,8 @@ mod runtime;
 mod sched;
 mod sys;
 pub mod time;
+#[cfg(feature = "tracing")]
+mod trace;
 
 #[cfg(test)]
 mod tests;

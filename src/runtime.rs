@@ -196,6 +196,7 @@ impl Runtime {
     }
 
     /// Spawns a task from any thread; see [`crate::spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -205,6 +206,7 @@ impl Runtime {
     }
 
     /// Runs a blocking closure on the blocking pool; see [`crate::spawn_blocking`].
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

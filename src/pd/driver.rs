@@ -82,6 +82,14 @@ impl IoDriver {
             // epoll_wait fails only on programming errors (EBADF, EFAULT, EINVAL); Go throws.
             panic!("netpoll: epoll_wait failed: {e}");
         }
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "netpoll::poller",
+            blocking = timeout != Some(Duration::ZERO),
+            timeout_ms = timeout.map(|t| t.as_millis() as u64),
+            events = events.len(),
+            "poller wait"
+        );
         if !events.is_empty() {
             self.stats
                 .events

@@ -170,13 +170,20 @@ impl BlockingPool {
     ///
     /// If the OS refuses to start a thread while the pool has none to run the job, like Go's
     /// `newm` ("failed to create new OS thread") and tokio.
+    #[track_caller]
     pub(crate) fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
+        let id = Id::next();
+        #[cfg(feature = "tracing")]
+        let f = {
+            let span = crate::trace::blocking_span(id, std::panic::Location::caller());
+            move || span.in_scope(f)
+        };
         let (notified, handle) =
-            task::unowned(BlockingTask { func: Some(f) }, BlockingSchedule, Id::next());
+            task::unowned(BlockingTask { func: Some(f) }, BlockingSchedule, id);
         self.submit(notified);
         handle
     }

@@ -179,6 +179,7 @@ impl Handle {
         Ok(handle)
     }
 
+    #[track_caller]
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -195,13 +196,20 @@ impl Handle {
         if !on_worker {
             shared.stats.spawned_outside.fetch_add(1, Ordering::Relaxed);
         }
-        let (join, notified) = shared.owned.bind(future, self.clone(), Id::next());
+        let id = Id::next();
+        #[cfg(feature = "tracing")]
+        let future = tracing::Instrument::instrument(
+            future,
+            crate::trace::task_span(id, std::panic::Location::caller()),
+        );
+        let (join, notified) = shared.owned.bind(future, self.clone(), id);
         if let Some(task) = notified {
             self.schedule_task(task, false);
         }
         join
     }
 
+    #[track_caller]
     pub(crate) fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

@@ -198,6 +198,12 @@ fn run(handle: Handle) {
             } else if now.saturating_sub(watch.since.load(Ordering::Relaxed)) >= STUCK_AFTER {
                 if let Some(core) = m.take_core() {
                     shared.stats.handoffs.fetch_add(1, Ordering::Relaxed);
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(
+                        target: "netpoll::sysmon",
+                        stuck_ns = now.saturating_sub(watch.since.load(Ordering::Relaxed)),
+                        "a task has held its worker for 10 ms or more: its run queue is handed off"
+                    );
                     handle.handoff(core);
                     progress = true;
                 }
