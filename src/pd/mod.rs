@@ -202,8 +202,9 @@ impl PollDesc {
         if locked.wd < 0 {
             bits |= EXPIRED_WRITE;
         }
-        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE); // EVENT_ERR, EXCEPTIONAL, generation
-                                                              // No write when nothing changes (a deadline moved within the future, the common case).
+        // Kept: EVENT_ERR, EXCEPTIONAL and the generation.
+        let keep = !(CLOSING | EXPIRED_READ | EXPIRED_WRITE);
+        // No write when nothing changes (a deadline moved within the future, the common case).
         let _ = self
             .info
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
@@ -602,5 +603,73 @@ impl Registration {
             "netpoll: freeing a poll descriptor with a waiter"
         );
         io.cache.free(index);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A descriptor in use with generation `generation`, as `Registration::new` leaves it.
+    fn in_use(generation: u32) -> PollDesc {
+        let pd = PollDesc::new();
+        pd.info
+            .store((generation as u64) << GEN_SHIFT, Ordering::Release);
+        pd
+    }
+
+    #[test]
+    fn an_error_event_of_an_earlier_generation_does_not_mark_the_descriptor() {
+        let pd = in_use(7);
+        pd.set_event_err(true, 6);
+        assert_eq!(
+            PollDesc::check(pd.info.load(Ordering::Acquire), Mode::Read),
+            Ok(())
+        );
+        pd.set_event_err(true, 7);
+        assert_eq!(
+            PollDesc::check(pd.info.load(Ordering::Acquire), Mode::Read),
+            Err(PollError::NotPollable)
+        );
+        // Writers never see the error-only flag (Go: only reads report it).
+        assert_eq!(
+            PollDesc::check(pd.info.load(Ordering::Acquire), Mode::Write),
+            Ok(())
+        );
+        // A later normal event of the same generation clears it; a stale one does not.
+        pd.set_event_err(false, 6);
+        assert_ne!(pd.info.load(Ordering::Acquire) & EVENT_ERR, 0);
+        pd.set_event_err(false, 7);
+        assert_eq!(pd.info.load(Ordering::Acquire) & EVENT_ERR, 0);
+        assert_eq!(pd.generation(), 7);
+    }
+
+    #[test]
+    fn the_exceptional_bit_is_set_only_by_the_current_generation_and_sticks() {
+        let pd = in_use(3);
+        pd.set_exceptional(2);
+        assert_eq!(pd.info.load(Ordering::Acquire) & EXCEPTIONAL, 0);
+        pd.set_exceptional(3);
+        assert_ne!(pd.info.load(Ordering::Acquire) & EXCEPTIONAL, 0);
+        // A deadline publish recomputes the summary bits but keeps the sticky ones.
+        let locked = Locked {
+            closing: false,
+            rd: -1,
+            wd: 0,
+            rseq: 0,
+            wseq: 0,
+            rt: None,
+            wt: None,
+            rt_when: 0,
+            wt_when: 0,
+        };
+        pd.set_event_err(true, 3);
+        pd.publish_info(&locked);
+        let info = pd.info.load(Ordering::Acquire);
+        assert_ne!(info & EXCEPTIONAL, 0);
+        assert_ne!(info & EVENT_ERR, 0);
+        assert_ne!(info & EXPIRED_READ, 0);
+        assert_eq!(pd.generation(), 3);
+        assert_eq!(PollDesc::check(info, Mode::Read), Err(PollError::Timeout));
     }
 }
