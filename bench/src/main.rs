@@ -36,8 +36,8 @@ use server::{Binaries, Family, InProcess, Tracer};
     long_about = "netpoll side by side with tokio, Go and a runtime-free epoll loop (the floor).\n\n\
         `quick` builds netpoll's examples and compares netpoll, tokio and the floor on echo and \
         HTTP (about a minute). `full` runs every scenario: echo at 1/50/500/5000 connections \
-        with 64 B and 4 KiB messages, pinned and with 2 workers; HTTP with pipelining; an open \
-        loop at a fixed rate; system calls per request; deadline churn; idle memory at \
+        with 64 B and 4 KiB messages, pinned and with 2 workers; HTTP with pipelining; hyper on \
+        netpoll vs hyper on tokio (50 connections, pinned and with 2 workers); an open loop at a fixed rate; system calls per request; deadline churn; idle memory at \
         10,000 and 50,000 connections (Go too when `go` is installed).\n\n\
         Results: a table on stdout, bench/results/<mode>.md and .png, the raw runs in \
         target/netpoll-bench/; `full` also updates docs/BENCHMARKS.md."

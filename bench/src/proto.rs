@@ -1,11 +1,14 @@
 //! What goes over the wire: the HTTP request the loader sends, the response every server
-//! answers with, and the request parser of the Rust servers (the same as `examples/http.rs`
-//! and `bench/go/main.go`).
+//! answers with, the request parser of the Rust servers (the same as `examples/http.rs` and
+//! `bench/go/main.go`), and the response parser the loader uses for hyper, whose responses
+//! are not byte for byte the same (their `date` header changes every second).
 
 /// The one response of every HTTP server, byte for byte: the loader checks each response
 /// against it.
 pub const HTTP_RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";
+/// The body of every HTTP response (hyper's servers included).
+pub const HTTP_BODY: &[u8] = b"Hello, World!";
 pub const HTTP_BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 /// What the loader sends (TechEmpower's plaintext request, shortened).
@@ -84,6 +87,74 @@ pub fn answer_requests(input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
             Parsed::Bad => {
                 out.extend_from_slice(HTTP_BAD_REQUEST);
                 return (start, true);
+            }
+        }
+    }
+}
+
+/// The status line every parsed response must start with.
+const HTTP_STATUS_OK: &[u8] = b"HTTP/1.1 200 OK\r\n";
+
+/// Checks the response at the front of `buf`: the status line `HTTP/1.1 200 OK`, header
+/// lines ended by CRLF, a `Content-Length` (and no `Transfer-Encoding`), and [`HTTP_BODY`]
+/// as the body. Returns its length once it is whole, `None` while it is incomplete (an
+/// incomplete response is checked as far as it goes), and what is wrong with it otherwise.
+pub fn parse_response(buf: &[u8]) -> Result<Option<usize>, String> {
+    let status = buf.len().min(HTTP_STATUS_OK.len());
+    if buf[..status] != HTTP_STATUS_OK[..status] {
+        return Err("the status line is not `HTTP/1.1 200 OK`".into());
+    }
+    if status < HTTP_STATUS_OK.len() {
+        return Ok(None);
+    }
+    let mut pos = HTTP_STATUS_OK.len();
+    let mut content_length = None;
+    let head_len = loop {
+        let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
+            if buf.len() > HTTP_MAX_BUFFER {
+                return Err(format!("a response head over {HTTP_MAX_BUFFER} bytes"));
+            }
+            return Ok(None);
+        };
+        let line = &buf[pos..pos + nl];
+        pos += nl + 1;
+        let Some(line) = line.strip_suffix(b"\r") else {
+            return Err("a header line not ended by CRLF".into());
+        };
+        if line.is_empty() {
+            break pos;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return Err("a header line without a colon".into());
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n: usize = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .ok_or("an invalid Content-Length")?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err("two different Content-Lengths".into());
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err("a Transfer-Encoding (the body must be sized by Content-Length)".into());
+        }
+    };
+    match content_length {
+        None => Err("no Content-Length".into()),
+        Some(n) if n != HTTP_BODY.len() => Err(format!(
+            "Content-Length {n}, not the {} of `Hello, World!`",
+            HTTP_BODY.len()
+        )),
+        Some(n) => {
+            let body = &buf[head_len..buf.len().min(head_len + n)];
+            if body != &HTTP_BODY[..body.len()] {
+                Err("the body is not `Hello, World!`".into())
+            } else if body.len() < n {
+                Ok(None)
+            } else {
+                Ok(Some(head_len + n))
             }
         }
     }

@@ -140,6 +140,23 @@ pub fn table() -> Vec<Scenario> {
                 in_quick: placement == Pinned && conns == 50,
             });
         }
+        // The same HTTP load on hyper 1.x: hyper on netpoll (examples/hyper_server.rs) and
+        // hyper on tokio only.
+        v.push(Scenario {
+            id: format!("hyper-c50-{placement:?}").to_lowercase(),
+            title: format!(
+                "hyper on each runtime, HTTP, 50 conns, pipeline {HTTP_PIPELINE}, {}",
+                placement.short()
+            ),
+            app: App::Hyper,
+            placement,
+            kind: Kind::Closed {
+                conns: 50,
+                size: 0,
+                inflight: HTTP_PIPELINE,
+            },
+            in_quick: false,
+        });
     }
     v.push(Scenario {
         id: "echo-open-40k-c50".into(),
@@ -192,8 +209,14 @@ pub fn table() -> Vec<Scenario> {
 }
 
 impl Scenario {
-    /// The servers compared, given the families available in this run.
+    /// The servers compared, given the families available in this run (hyper: netpoll and
+    /// tokio only).
     pub fn variants(&self, families: &[Family]) -> Vec<Variant> {
+        let families: Vec<Family> = families
+            .iter()
+            .copied()
+            .filter(|&f| self.app.served_by(f))
+            .collect();
         match self.kind {
             // The floor has no deadlines to move.
             Kind::DeadlineChurn { .. } => families
@@ -201,7 +224,7 @@ impl Scenario {
                 .filter(|&&f| f != Family::Floor)
                 .flat_map(|&f| [Variant::plain(f), Variant::with_deadline(f)])
                 .collect(),
-            _ => families.iter().map(|&f| Variant::plain(f)).collect(),
+            _ => families.into_iter().map(Variant::plain).collect(),
         }
     }
 
@@ -257,6 +280,38 @@ mod tests {
         assert!(quick.iter().any(|s| s.app == App::Echo));
         assert!(quick.iter().any(|s| s.app == App::Http));
         assert!(quick.iter().all(|s| s.placement == Placement::Pinned));
+    }
+
+    #[test]
+    fn hyper_runs_in_full_only_on_netpoll_and_tokio_at_the_http_pipeline_depth() {
+        let hyper: Vec<_> = table()
+            .into_iter()
+            .filter(|s| s.app == App::Hyper)
+            .collect();
+        let ids: Vec<&str> = hyper.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["hyper-c50-pinned", "hyper-c50-unpinned"]);
+        for s in &hyper {
+            assert!(!s.in_quick);
+            assert_eq!(
+                s.kind,
+                Kind::Closed {
+                    conns: 50,
+                    size: 0,
+                    inflight: HTTP_PIPELINE
+                }
+            );
+            let every = [Family::Netpoll, Family::Tokio, Family::Go, Family::Floor];
+            assert_eq!(
+                s.variants(&every),
+                [
+                    Variant::plain(Family::Netpoll),
+                    Variant::plain(Family::Tokio)
+                ]
+            );
+            assert!(s.variants(&[Family::Floor, Family::Go]).is_empty());
+        }
+        assert_eq!(hyper[1].placement, Placement::Unpinned);
+        assert_eq!(hyper[1].placement.workers(), 2);
     }
 
     #[test]

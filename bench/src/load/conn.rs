@@ -118,6 +118,38 @@ impl Protocol for Http {
     }
 }
 
+/// HTTP/1.1 plaintext, each response parsed: for servers whose responses are not byte for
+/// byte [`proto::HTTP_RESPONSE`] (hyper's carry a `date` header that changes every second).
+/// Every response must be `200 OK` with `Hello, World!` as its body (see
+/// [`proto::parse_response`]); pipelined responses may arrive in any pieces.
+pub struct ParsedHttp;
+
+impl Protocol for ParsedHttp {
+    fn push_request(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(proto::HTTP_REQUEST);
+    }
+
+    fn take_responses(&mut self, input: &[u8]) -> io::Result<(usize, usize)> {
+        let (mut count, mut used) = (0, 0);
+        loop {
+            match proto::parse_response(&input[used..]) {
+                Ok(Some(len)) => {
+                    count += 1;
+                    used += len;
+                }
+                Ok(None) => return Ok((count, used)),
+                Err(what) => {
+                    let rest = &input[used..];
+                    let shown = String::from_utf8_lossy(&rest[..rest.len().min(200)]);
+                    return Err(invalid(format!(
+                        "unexpected HTTP response ({what}): {shown:?}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
 /// What a loader thread measured.
 pub struct Stats {
     /// Latency of the responses completed inside the measured window, in nanoseconds.
@@ -439,5 +471,100 @@ mod tests {
         wrong[9] = b'5';
         let e = Http.take_responses(&wrong).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// A response as hyper writes it: lower-case headers, a `date`.
+    fn hyper_response(date: &str) -> Vec<u8> {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: 13\r\ndate: {date}\r\n\r\nHello, World!")
+            .into_bytes()
+    }
+
+    /// Feeds `input` to `p` in pieces cut at `cuts`, carrying the unconsumed tail over as the
+    /// loader does; returns the responses counted.
+    fn feed(p: &mut ParsedHttp, input: &[u8], cuts: &[usize]) -> io::Result<usize> {
+        let (mut carry, mut total, mut from) = (Vec::new(), 0, 0);
+        for &to in cuts.iter().chain([&input.len()]) {
+            carry.extend_from_slice(&input[from..to]);
+            from = to;
+            let (count, used) = p.take_responses(&carry)?;
+            carry.drain(..used);
+            total += count;
+        }
+        assert!(carry.is_empty(), "a response left incomplete");
+        Ok(total)
+    }
+
+    #[test]
+    fn parsed_http_counts_pipelined_responses_whatever_their_date() {
+        let mut input = hyper_response("Mon, 01 Jan 2024 00:00:00 GMT");
+        input.extend(hyper_response("Mon, 01 Jan 2024 00:00:01 GMT"));
+        // The servers' fixed response parses too.
+        input.extend_from_slice(proto::HTTP_RESPONSE);
+        assert_eq!(ParsedHttp.take_responses(&input).unwrap(), (3, input.len()));
+    }
+
+    #[test]
+    fn parsed_http_keeps_a_response_split_in_its_head_or_body() {
+        let one = hyper_response("Mon, 01 Jan 2024 00:00:00 GMT");
+        let r = one.len();
+        let input = one.repeat(3);
+        // Nothing is consumed of an incomplete response.
+        assert_eq!(ParsedHttp.take_responses(&input[..r + 20]).unwrap(), (1, r));
+        assert_eq!(ParsedHttp.take_responses(&input[..r - 5]).unwrap(), (0, 0));
+        // Every possible split, in the status line, the headers and the body.
+        for cut in 1..r {
+            assert_eq!(
+                feed(&mut ParsedHttp, &input, &[cut]).unwrap(),
+                3,
+                "cut {cut}"
+            );
+            assert_eq!(feed(&mut ParsedHttp, &input, &[r + cut]).unwrap(), 3);
+        }
+        // One byte at a time.
+        let bytes: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(feed(&mut ParsedHttp, &input, &bytes).unwrap(), 3);
+    }
+
+    #[test]
+    fn parsed_http_rejects_a_wrong_body_even_before_it_is_whole() {
+        let mut wrong = hyper_response("Mon, 01 Jan 2024 00:00:00 GMT");
+        let n = wrong.len();
+        wrong[n - 1] = b'?';
+        let e = ParsedHttp.take_responses(&wrong).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("body"), "{e}");
+        wrong[n - 6] = b'w';
+        let e = ParsedHttp.take_responses(&wrong[..n - 3]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // A longer body with the right start is refused by its length.
+        let long = b"HTTP/1.1 200 OK\r\ncontent-length: 14\r\n\r\nHello, World!!";
+        let e = ParsedHttp.take_responses(long).unwrap_err();
+        assert!(e.to_string().contains("Content-Length 14"), "{e}");
+    }
+
+    #[test]
+    fn parsed_http_rejects_a_wrong_status_and_a_malformed_head() {
+        let mut input = hyper_response("Mon, 01 Jan 2024 00:00:00 GMT");
+        input.extend_from_slice(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n");
+        let e = ParsedHttp.take_responses(&input).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("status line"), "{e}");
+        // Already from its first differing byte.
+        let e = ParsedHttp.take_responses(b"HTTP/1.1 4").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\n\r\nHello, World!"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 13\ndate: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+        ] {
+            let e = ParsedHttp.take_responses(bad).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        }
+        // A head that never ends is refused once it is over the limit.
+        let mut endless = b"HTTP/1.1 200 OK\r\nx: ".to_vec();
+        endless.resize(proto::HTTP_MAX_BUFFER + 1, b'a');
+        assert!(ParsedHttp.take_responses(&endless).is_err());
     }
 }

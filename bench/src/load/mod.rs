@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use conn::{Conn, ConnSet, Echo, Http, Protocol, Stats, Window};
+use conn::{Conn, ConnSet, Echo, Http, ParsedHttp, Protocol, Stats, Window};
 
 use crate::server::App;
 use crate::sys;
@@ -70,14 +70,7 @@ impl LoadArgs {
     fn to_argv(&self) -> Vec<String> {
         let mut v = vec![
             format!("--addr={}", self.addr),
-            format!(
-                "--app={}",
-                if self.app == App::Echo {
-                    "echo"
-                } else {
-                    "http"
-                }
-            ),
+            format!("--app={}", self.app.name()),
             format!("--conns={}", self.conns),
             format!("--size={}", self.size),
             format!("--inflight={}", self.inflight),
@@ -258,6 +251,15 @@ fn run(args: &LoadArgs) -> io::Result<LoadResult> {
                         args.inflight,
                         rate,
                     ),
+                    App::Hyper => drive(
+                        conns
+                            .into_iter()
+                            .map(|(_, s)| Conn::new(s, ParsedHttp))
+                            .collect(),
+                        window,
+                        args.inflight,
+                        rate,
+                    ),
                 }
             })
         })
@@ -387,5 +389,33 @@ mod tests {
         };
         assert_eq!(r.to_string().parse::<LoadResult>().unwrap(), r);
         assert!("RESULT rps=x".parse::<LoadResult>().is_err());
+    }
+
+    #[test]
+    fn the_loader_command_line_names_every_app_as_clap_parses_it() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadArgs,
+        }
+        for app in [App::Echo, App::Http, App::Hyper] {
+            let args = LoadArgs {
+                addr: "127.0.0.1:7000".parse().unwrap(),
+                app,
+                conns: 3,
+                size: 64,
+                inflight: 16,
+                rate: None,
+                duration: 1.0,
+                warmup: 0.0,
+                threads: Some(1),
+                cpus: vec![1],
+                server_pid: None,
+            };
+            let argv = std::iter::once("load".to_string()).chain(args.to_argv());
+            let parsed = Cli::try_parse_from(argv).unwrap().load;
+            assert_eq!((parsed.app, parsed.inflight), (app, 16));
+        }
     }
 }

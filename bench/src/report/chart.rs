@@ -1,5 +1,6 @@
-//! The PNG chart: for each closed-loop scenario, req/s relative to the floor (top) and p99
-//! latency on a log scale (bottom), one bar per server with its min–max range.
+//! The PNG chart: for each closed-loop scenario, req/s relative to the floor (top; hyper has
+//! no floor, so relative to hyper on tokio) and p99 latency on a log scale (bottom), one bar
+//! per server with its min–max range.
 //!
 //! Drawn with plotters' bitmap backend. Text uses the public-domain 8x8 font of `font8x8`,
 //! drawn pixel by pixel, so the chart needs no system font.
@@ -12,7 +13,7 @@ use plotters::prelude::*;
 
 use super::{Metric, Report};
 use crate::scenario::Kind;
-use crate::server::{Family, Variant};
+use crate::server::{App, Family, Variant};
 
 const COLORS: [(Family, RGBColor); 4] = [
     (Family::Netpoll, RGBColor(0xd9, 0x48, 0x1c)),
@@ -89,8 +90,10 @@ pub fn draw(report: &Report, path: &Path) -> io::Result<bool> {
             .iter()
             .map(|&si| {
                 let s = &report.scenarios[si];
-                let base = report
-                    .stat(si, Variant::plain(Family::Floor), m)
+                // hyper has no floor: its bars are relative to hyper on tokio.
+                let base = [Family::Floor, Family::Tokio]
+                    .into_iter()
+                    .find_map(|f| report.stat(si, Variant::plain(f), m))
                     .map_or(1.0, |b| b.median);
                 let scale = if relative { 1.0 / base } else { 1.0 };
                 let bars = report
@@ -106,9 +109,12 @@ pub fn draw(report: &Report, path: &Path) -> io::Result<bool> {
                         })
                     })
                     .collect();
-                let (what, conns) = match s.kind {
-                    Kind::Closed { size, conns, .. } if size > 0 => (format!("echo {size}"), conns),
-                    Kind::Closed { conns, .. } => ("http".to_string(), conns),
+                let (what, conns) = match (s.app, s.kind) {
+                    (App::Echo, Kind::Closed { size, conns, .. }) => {
+                        (format!("echo {size}"), conns)
+                    }
+                    (App::Http, Kind::Closed { conns, .. }) => ("http".to_string(), conns),
+                    (App::Hyper, Kind::Closed { conns, .. }) => ("hyper".to_string(), conns),
                     _ => unreachable!("closed-loop scenarios only"),
                 };
                 let place = match s.placement {
@@ -150,7 +156,7 @@ pub fn draw(report: &Report, path: &Path) -> io::Result<bool> {
         &root,
         &top,
         &groups(Metric::Rps, true),
-        "closed loop: req/s relative to the floor (bar: median; line: min-max)",
+        "closed loop: req/s relative to the floor, else to tokio (hyper) (bar: median; line: min-max)",
         false,
     )?;
     panel(

@@ -569,6 +569,16 @@ impl Report<'_> {
                 t.push(self.compare(id, Metric::Rps, Family::Tokio, 1.0, true));
             }
         }
+        for id in ["hyper-c50-pinned", "hyper-c50-unpinned"] {
+            if let Some(si) = self.index(id) {
+                let mut target = self.compare(id, Metric::Rps, Family::Tokio, 1.0, true);
+                target.what = format!(
+                    "{}: hyper on netpoll ≥ 1.0× hyper on tokio (req/s)",
+                    self.scenarios[si].title
+                );
+                t.push(target);
+            }
+        }
         for id in ["idle-memory-c10000", "idle-memory-c50000"] {
             if self.index(id).is_some() {
                 t.push(self.compare(id, Metric::MemPerConn, Family::Tokio, 1.0, false));

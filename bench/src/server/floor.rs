@@ -18,6 +18,12 @@ const LISTENER: u64 = 0;
 const BATCH: usize = 1024;
 
 pub fn run(app: App, env: ServeEnv) -> io::Result<()> {
+    if !app.served_by(super::Family::Floor) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("the floor has no {} server", app.name()),
+        ));
+    }
     let listener = listen(env.addr)?;
     println!("floor {app:?} listening on {}", listener.local_addr()?);
     let epoll = Epoll::new()?;
@@ -156,7 +162,8 @@ impl Floor {
                 }
                 &self.scratch[..n]
             }
-            App::Http => {
+            // Hyper is refused by `run`.
+            App::Http | App::Hyper => {
                 if conn.filled == conn.input.len() {
                     if conn.input.len() >= proto::HTTP_MAX_BUFFER {
                         self.close(idx);

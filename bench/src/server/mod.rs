@@ -3,8 +3,9 @@
 //!
 //! Every server reads `ADDR` and `WORKERS` (and echo `DEADLINE_MS`) from the environment and
 //! stops on SIGTERM (the default action: none of them needs to clean up). netpoll's servers
-//! are the crate's examples; tokio's and the floor run inside this binary (`netpoll-bench
-//! serve ...`); Go's are built from `bench/go/`.
+//! are the crate's examples (hyper's needs the crate's `hyper` feature); tokio's and the
+//! floor run inside this binary (`netpoll-bench serve ...`); Go's are built from `bench/go/`.
+//! hyper is served by netpoll and tokio only: the floor and Go have no hyper.
 
 pub mod floor;
 pub mod go;
@@ -44,7 +45,29 @@ impl Family {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum App {
     Echo,
+    /// HTTP/1.1 plaintext, the same hand-written server logic everywhere.
     Http,
+    /// HTTP/1.1 plaintext served by hyper 1.x (netpoll and tokio only).
+    Hyper,
+}
+
+impl App {
+    /// The name on the command line (`--app`).
+    pub fn name(self) -> &'static str {
+        match self {
+            App::Echo => "echo",
+            App::Http => "http",
+            App::Hyper => "hyper",
+        }
+    }
+
+    /// Whether `family` has a server for this app.
+    pub fn served_by(self, family: Family) -> bool {
+        match self {
+            App::Echo | App::Http => true,
+            App::Hyper => matches!(family, Family::Netpoll | Family::Tokio),
+        }
+    }
 }
 
 /// A server as a scenario runs it: a family, optionally moving its read deadline on every
@@ -124,6 +147,7 @@ impl ServeEnv {
 pub enum InProcess {
     TokioEcho,
     TokioHttp,
+    TokioHyper,
     FloorEcho,
     FloorHttp,
 }
@@ -134,6 +158,7 @@ pub fn serve(kind: InProcess) -> io::Result<()> {
     match kind {
         InProcess::TokioEcho => tokio::run(App::Echo, env),
         InProcess::TokioHttp => tokio::run(App::Http, env),
+        InProcess::TokioHyper => tokio::run(App::Hyper, env),
         InProcess::FloorEcho => floor::run(App::Echo, env),
         InProcess::FloorHttp => floor::run(App::Http, env),
     }
@@ -145,6 +170,8 @@ pub struct Binaries {
     pub me: PathBuf,
     pub netpoll_echo: PathBuf,
     pub netpoll_http: PathBuf,
+    /// `examples/hyper_server.rs` (built with `--features hyper`).
+    pub netpoll_hyper: PathBuf,
     /// `None` when Go is not installed.
     pub go: Option<PathBuf>,
     /// Where servers' stderr goes.
@@ -167,16 +194,27 @@ pub fn target_dir() -> PathBuf {
 }
 
 impl Binaries {
-    /// Builds netpoll's examples (release) and, if `with_go` and Go is installed, the Go
+    /// Builds netpoll's examples (release, with the `hyper` feature for `hyper_server`) and, if `with_go` and Go is installed, the Go
     /// servers. `build: false` uses what is already built.
     pub fn prepare(build: bool, with_go: bool) -> io::Result<Binaries> {
         let work = target_dir().join("netpoll-bench");
         let logs = work.join("logs");
         std::fs::create_dir_all(&logs)?;
         if build {
-            eprintln!("building netpoll's examples (cargo build --release --examples -p netpoll)");
+            eprintln!(
+                "building netpoll's examples \
+                 (cargo build --release --examples -p netpoll --features hyper)"
+            );
             let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args(["build", "--release", "--examples", "-p", "netpoll"])
+                .args([
+                    "build",
+                    "--release",
+                    "--examples",
+                    "-p",
+                    "netpoll",
+                    "--features",
+                    "hyper",
+                ])
                 .current_dir(workspace_root())
                 .status()?;
             if !status.success() {
@@ -193,10 +231,11 @@ impl Binaries {
             me: std::env::current_exe()?,
             netpoll_echo: examples.join("echo"),
             netpoll_http: examples.join("http"),
+            netpoll_hyper: examples.join("hyper_server"),
             go,
             logs,
         };
-        for path in [&bins.netpoll_echo, &bins.netpoll_http] {
+        for path in [&bins.netpoll_echo, &bins.netpoll_http, &bins.netpoll_hyper] {
             if !path.exists() {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,
@@ -208,20 +247,29 @@ impl Binaries {
     }
 
     fn command(&self, variant: Variant, app: App) -> io::Result<Command> {
+        if !app.served_by(variant.family) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{} has no {} server", variant.family.name(), app.name()),
+            ));
+        }
         let mut cmd;
         match variant.family {
             Family::Netpoll => {
                 cmd = Command::new(match app {
                     App::Echo => &self.netpoll_echo,
                     App::Http => &self.netpoll_http,
+                    App::Hyper => &self.netpoll_hyper,
                 });
             }
             Family::Tokio | Family::Floor => {
                 let kind = match (variant.family, app) {
                     (Family::Tokio, App::Echo) => "tokio-echo",
                     (Family::Tokio, App::Http) => "tokio-http",
+                    (Family::Tokio, App::Hyper) => "tokio-hyper",
                     (_, App::Echo) => "floor-echo",
-                    (_, App::Http) => "floor-http",
+                    // Refused above: the floor has no hyper.
+                    (_, App::Http | App::Hyper) => "floor-http",
                 };
                 cmd = Command::new(&self.me);
                 cmd.args(["serve", kind]);
@@ -231,9 +279,10 @@ impl Binaries {
                     io::Error::new(io::ErrorKind::NotFound, "the Go servers are not built")
                 })?;
                 cmd = Command::new(go);
+                // Refused above: Go has no hyper.
                 cmd.arg(match app {
                     App::Echo => "echo",
-                    App::Http => "http",
+                    App::Http | App::Hyper => "http",
                 });
             }
         }

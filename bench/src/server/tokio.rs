@@ -1,9 +1,20 @@
 //! The tokio servers: a multi-thread runtime with `WORKERS` workers, one task per connection,
-//! the same logic as `examples/echo.rs` and `examples/http.rs`.
+//! the same logic as `examples/echo.rs`, `examples/http.rs` and `examples/hyper_server.rs`.
+//!
+//! hyper on tokio serves the same "Hello, World!" service as `examples/hyper_server.rs` with
+//! the same `http1::Builder` settings (keep-alive, a 30 s header read timeout on the runtime's
+//! timer), glued with hyper-util's `TokioIo` and `TokioTimer` as a tokio user would.
 
+use std::convert::Infallible;
 use std::io;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -27,13 +38,14 @@ pub fn run(app: App, env: ServeEnv) -> io::Result<()> {
                     continue;
                 }
             };
-            // netpoll and Go set TCP_NODELAY on accepted connections; tokio does not.
+            // netpoll (hyper on netpoll included) and Go set TCP_NODELAY on accepted connections; tokio does not.
             let _ = conn.set_nodelay(true);
             tokio::spawn(async move {
                 // A reset or an expired idle timeout ends the connection.
                 let _ = match app {
                     App::Echo => echo(conn, env.deadline).await,
                     App::Http => http(conn).await,
+                    App::Hyper => hyper_http(conn).await.map_err(io::Error::other),
                 };
             });
         }
@@ -85,4 +97,24 @@ async fn http(mut conn: TcpStream) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// How long a client may take to send a request's headers (as in `examples/hyper_server.rs`).
+const HYPER_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(
+        proto::HTTP_BODY,
+    ))))
+}
+
+/// hyper on one connection, until the client closes it (or hyper ends it on an error or
+/// timeout).
+async fn hyper_http(conn: TcpStream) -> Result<(), hyper::Error> {
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(HYPER_HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(conn), service_fn(hello))
+        .await
 }
