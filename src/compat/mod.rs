@@ -23,8 +23,6 @@
 //! [`TcpStream::close`]: crate::net::TcpStream::close
 //! [`UnixStream`]: crate::net::UnixStream
 
-use std::mem::MaybeUninit;
-
 #[cfg(feature = "futures-io")]
 mod futures_io;
 #[cfg(feature = "hyper")]
@@ -38,8 +36,9 @@ mod tokio_io;
 ///
 /// The caller must write only initialised bytes through the result (never
 /// `MaybeUninit::uninit()`), so that `buf` stays initialised once the borrow ends.
-pub(crate) unsafe fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+#[cfg(feature = "futures-io")]
+pub(crate) unsafe fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
     // SAFETY: `MaybeUninit<u8>` has the size, alignment and validity-superset of `u8`; the
     // caller's contract keeps every byte initialised.
-    unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) }
+    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
