@@ -181,25 +181,6 @@ impl Inject {
             .store(self.len.load(Ordering::Relaxed) + n, Ordering::Release);
     }
 
-    pub(crate) fn pop(&self) -> Option<Notified<Handle>> {
-        if self.is_empty() {
-            return None;
-        }
-        let mut synced = self.synced.lock();
-        let raw = synced.head?;
-        // SAFETY: `raw` is linked in this list and we hold the lock.
-        synced.head = unsafe { raw.queue_next() };
-        if synced.head.is_none() {
-            synced.tail = None;
-        }
-        self.len
-            .store(self.len.load(Ordering::Relaxed) - 1, Ordering::Release);
-        drop(synced);
-        // SAFETY: the list held the `Notified` reference produced by `into_raw`.
-        Some(unsafe { Notified::from_raw(raw) })
-    }
-
-    /// Takes up to `max` tasks in one lock acquisition (Go's `globrunqget` batch).
     pub(crate) fn pop_n(&self, max: usize) -> Batch {
         let mut out = Batch::new();
         if max == 0 || self.is_empty() {

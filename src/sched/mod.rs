@@ -21,7 +21,9 @@
 //! A machine with a core runs (`worker.rs`, Go's `schedule`/`findRunnable`):
 //!
 //! 1. every 61st tick: due timers, a non-blocking network poll (if no machine is blocked in the
-//!    poller), and one task from the global queue, so none of them starves behind local work;
+//!    poller) whose ready tasks go to the global queue's tail, and a fair share of the global
+//!    queue onto the ring's tail (Go takes one task: with tasks of ~100 µs, 61 ticks are
+//!    milliseconds, and the rest waited for rounds), so none of them starves behind local work;
 //! 2. the `next` slot (the task the running task just woke, capped at 3 polls in a row), then
 //!    the ring;
 //! 3. due timers; the global queue, a fair share at once; the network, without blocking;
