@@ -52,7 +52,7 @@ enum Cmd {
     /// netpoll vs tokio vs the floor: echo 64 B and HTTP, 50 connections, pinned (about a
     /// minute).
     Quick(RunArgs),
-    /// Every scenario, Go included when installed (about 35 minutes).
+    /// Every scenario, Go included when installed (about 45 minutes).
     Full(RunArgs),
     /// Lists the scenarios (ids for --only).
     List,
