@@ -94,3 +94,45 @@ fn readiness_found_by_a_poller_without_a_core_is_always_run_one_worker() {
 fn readiness_found_by_a_poller_without_a_core_is_always_run_two_workers() {
     ping_through_the_poller(2, Duration::from_secs(2));
 }
+
+/// A core kept busy by tasks that each run ~300 µs per poll still looks at the network often:
+/// once 1 ms has passed since the last poll, at its next 8-tick check, not only every 61 ticks
+/// (which would leave ready sockets unseen for ~18 ms here) or when the monitor steps in after
+/// 10 ms.
+#[test]
+fn a_busy_core_polls_the_network_once_a_millisecond_has_passed() {
+    const HOG_POLLS: u64 = 200;
+    let rt = netpoll::Runtime::builder().workers(1).build().unwrap();
+    // A registered socket: with none, there is nothing to poll and nobody polls.
+    let ln = rt
+        .block_on(async { TcpListener::bind("127.0.0.1:0") })
+        .unwrap();
+    let before = rt.metrics().poller_nonblocking_polls;
+    let hog = || async {
+        for _ in 0..HOG_POLLS {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_micros(300) {
+                std::hint::spin_loop();
+            }
+            netpoll::yield_now().await;
+        }
+    };
+    let (a, b) = (rt.spawn(hog()), rt.spawn(hog()));
+    // While the worker is busy, a machine without a core blocks in `epoll_wait` and delivers
+    // readiness itself. A connection wakes it; it finds no free core, queues the readiness
+    // and parks: from then on nobody is blocked in the poller and the busy core must look.
+    let _client = std::net::TcpStream::connect(ln.local_addr().unwrap()).unwrap();
+    rt.block_on(async {
+        a.await.unwrap();
+        b.await.unwrap();
+    });
+    let polls = rt.metrics().poller_nonblocking_polls - before;
+    // Every 8th of the 400 ticks finds the last poll more than 1 ms old: about 50 polls. The
+    // 61-tick rule alone gives 6, the monitor at most one per 10 ms (12 over 120 ms).
+    assert!(
+        polls >= 2 * HOG_POLLS / 16,
+        "{polls} non-blocking polls in {} hog polls: {:?}",
+        2 * HOG_POLLS,
+        rt.metrics()
+    );
+}

@@ -20,7 +20,8 @@
 //!
 //! A machine with a core runs (`worker.rs`, Go's `schedule`/`findRunnable`):
 //!
-//! 1. every 61st tick: due timers, a non-blocking network poll (if no machine is blocked in the
+//! 1. every 61st tick, and early when a check every 8 ticks finds that nobody has polled the
+//!    network for 1 ms: due timers, a non-blocking network poll (if no machine is blocked in the
 //!    poller) whose ready tasks go to the global queue's tail, and a fair share of the global
 //!    queue onto the ring's tail (Go takes one task: with tasks of ~100 µs, 61 ticks are
 //!    milliseconds, and the rest waited for rounds), so none of them starves behind local work;
@@ -412,6 +413,13 @@ impl Shared {
             .lastpoll
             .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed);
         true
+    }
+
+    /// Whether nobody has polled the network for `gap_ns` while no machine is blocked in the
+    /// poller (which would deliver readiness itself).
+    pub(crate) fn poll_overdue(&self, gap_ns: u64) -> bool {
+        let last = self.lastpoll.load(Ordering::Relaxed);
+        last != 0 && self.driver.clock.now_ns() >= last + gap_ns
     }
 
     /// Claims the poller role (Go: `sched.lastpoll.Swap(0) != 0`).
