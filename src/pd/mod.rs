@@ -126,6 +126,7 @@ pub(crate) struct PollDesc {
     locked: Mutex<Locked>,
 }
 
+#[derive(Default)]
 struct Locked {
     closing: bool,
     rd: i64,
@@ -146,17 +147,7 @@ impl PollDesc {
             rg: Slot::new(),
             wg: Slot::new(),
             info: AtomicU64::new(0),
-            locked: Mutex::new(Locked {
-                closing: false,
-                rd: 0,
-                wd: 0,
-                rseq: 0,
-                wseq: 0,
-                rt: None,
-                wt: None,
-                rt_when: 0,
-                wt_when: 0,
-            }),
+            locked: Mutex::new(Locked::default()),
         }
     }
 
@@ -653,15 +644,8 @@ mod tests {
         assert_ne!(pd.info.load(Ordering::Acquire) & EXCEPTIONAL, 0);
         // A deadline publish recomputes the summary bits but keeps the sticky ones.
         let locked = Locked {
-            closing: false,
             rd: -1,
-            wd: 0,
-            rseq: 0,
-            wseq: 0,
-            rt: None,
-            wt: None,
-            rt_when: 0,
-            wt_when: 0,
+            ..Locked::default()
         };
         pd.set_event_err(true, 3);
         pd.publish_info(&locked);
