@@ -27,7 +27,9 @@
 //!    milliseconds, and the rest waited for rounds), so none of them starves behind local work;
 //! 2. the `next` slot (the task the running task just woke, capped at 3 polls in a row), then
 //!    the ring;
-//! 3. due timers; the global queue, a fair share at once; the network, without blocking;
+//! 3. due timers; the global queue, a fair share at once; the network, without blocking
+//!    (skipped by the last busy core, which goes on to the blocking poll of step 5: it returns
+//!    at once when events are pending, so the non-blocking one would only add a system call);
 //! 4. stealing half of a random other core's ring, if fewer than half the busy cores are
 //!    already spinning (4 rounds);
 //! 5. otherwise it gives the core back, re-checks (the no-lost-wake-up rule of `idle.rs`), and
@@ -35,9 +37,10 @@
 //!    the next timer as timeout — or else parks on its futex. At most one machine blocks in the
 //!    poller (`lastpoll == 0` marks it, as in Go), so the kernel's ready list is drained by one
 //!    thread and nobody spins on it. Unlike Go, an idle machine does not block in the poller
-//!    while another core is busy: the busy machine polls without blocking whenever it runs dry
-//!    (and every 61 ticks, and the monitor after 10 ms), so that a request and its response do
-//!    not bounce between two threads.
+//!    while another core is busy: the busy machine polls whenever it runs dry (as the last
+//!    busy core it then blocks in the poller itself), every 61 ticks or after 1 ms without a
+//!    poll, and the monitor after 10 ms, so that a request and its response do not bounce
+//!    between two threads.
 //!
 //! A poll's ready tasks are one batch (Go's `injectglist`): the polling machine keeps the first
 //! to run, sends as many as there are idle cores to the global queue and starts that many cores,

@@ -338,20 +338,28 @@ impl Worker<'_> {
                 return Some((core, task));
             }
 
-            // The network, without blocking, unless a machine is blocked in the poller (it
-            // will deliver) or another is already polling (Go's `pollingNet`).
-            let mut batch = Batch::new();
-            if shared.poll_nonblocking(&mut batch) {
-                if let Some(task) = self.inject_batch(&mut core, batch) {
-                    return Some((core, task));
+            // The last busy core skips the next two steps and goes to the blocking poll below,
+            // which returns at once when events are pending: a non-blocking poll first costs
+            // a second `epoll_wait` per wake-up whenever the load leaves the worker idle
+            // between requests (1.58 per request at 40k req/s, pinned), and with every other
+            // core idle there is nothing to steal (idle cores hold no tasks).
+            let last_busy = shared.idle.nidle() + 1 >= shared.idle.ncores();
+            if !last_busy {
+                // The network, without blocking, unless a machine is blocked in the poller (it
+                // will deliver) or another is already polling (Go's `pollingNet`).
+                let mut batch = Batch::new();
+                if shared.poll_nonblocking(&mut batch) {
+                    if let Some(task) = self.inject_batch(&mut core, batch) {
+                        return Some((core, task));
+                    }
                 }
-            }
 
-            // Steal, if the spinning bound allows.
-            if core.spinning || shared.idle.try_start_spinning() {
-                core.spinning = true;
-                if let Some(task) = self.steal_work(&mut core) {
-                    return Some((core, task));
+                // Steal, if the spinning bound allows.
+                if core.spinning || shared.idle.try_start_spinning() {
+                    core.spinning = true;
+                    if let Some(task) = self.steal_work(&mut core) {
+                        return Some((core, task));
+                    }
                 }
             }
 
