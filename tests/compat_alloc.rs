@@ -158,84 +158,61 @@ fn spawn_sink(s: TcpStream) -> netpoll::JoinHandle<()> {
     })
 }
 
-#[cfg(feature = "futures-io")]
-#[test]
-fn futures_io_round_trips_and_bulk_writes_do_not_allocate() {
-    use futures_util::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+/// One test per trait family (futures-io, tokio): the same round trips and bulk writes through
+/// the traits' extension methods, counted by the allocator. The families differ only in which
+/// traits are in scope, so the body is written once.
+macro_rules! trait_io_does_not_allocate {
+    ($name:ident, $feature:literal, $($traits:tt)+) => {
+        #[cfg(feature = $feature)]
+        #[test]
+        fn $name() {
+            use $($traits)+::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-    async fn round_trips(mut io: impl AsyncRead + AsyncWrite + Unpin, n: usize) {
-        let mut back = [0u8; 32];
-        for i in 0..n {
-            let msg = [i as u8; 32];
-            io.write_all(&msg).await.unwrap();
-            io.read_exact(&mut back).await.unwrap();
-            assert_eq!(back, msg);
+            async fn round_trips(mut io: impl AsyncRead + AsyncWrite + Unpin, n: usize) {
+                let mut back = [0u8; 32];
+                for i in 0..n {
+                    let msg = [i as u8; 32];
+                    io.write_all(&msg).await.unwrap();
+                    io.read_exact(&mut back).await.unwrap();
+                    assert_eq!(back, msg);
+                }
+            }
+            async fn bulk(mut io: impl AsyncRead + AsyncWrite + Unpin, chunk: &[u8]) {
+                for _ in 0..BULK / chunk.len() {
+                    io.write_all(chunk).await.unwrap();
+                }
+                io.read_exact(&mut [0u8; 1]).await.unwrap();
+            }
+
+            let _serial = serial();
+            run(2, Duration::from_secs(60), async {
+                let (c, echo) = echo_pair().await;
+                round_trips(&c, 200).await; // warm up
+                let n = fewest_allocs(|| round_trips(&c, ROUND_TRIPS)).await;
+                assert_eq!(n, 0, "{ROUND_TRIPS} trait round trips allocated {n} times");
+                drop(c);
+                echo.await.unwrap();
+
+                let (c, s) = pair().await;
+                let sink = spawn_sink(s);
+                let chunk = vec![0x5au8; 64 * 1024];
+                bulk(&c, &chunk).await; // warm up
+                let n = fewest_allocs(|| bulk(&c, &chunk)).await;
+                assert_eq!(n, 0, "a {BULK}-byte trait transfer allocated {n} times");
+                drop(c);
+                sink.await.unwrap();
+            });
         }
-    }
-    async fn bulk(mut io: impl AsyncRead + AsyncWrite + Unpin, chunk: &[u8]) {
-        for _ in 0..BULK / chunk.len() {
-            io.write_all(chunk).await.unwrap();
-        }
-        io.read_exact(&mut [0u8; 1]).await.unwrap();
-    }
-
-    let _serial = serial();
-    run(2, Duration::from_secs(60), async {
-        let (c, echo) = echo_pair().await;
-        round_trips(&c, 200).await; // warm up
-        let n = fewest_allocs(|| round_trips(&c, ROUND_TRIPS)).await;
-        assert_eq!(n, 0, "{ROUND_TRIPS} trait round trips allocated {n} times");
-        drop(c);
-        echo.await.unwrap();
-
-        let (c, s) = pair().await;
-        let sink = spawn_sink(s);
-        let chunk = vec![0x5au8; 64 * 1024];
-        bulk(&c, &chunk).await; // warm up
-        let n = fewest_allocs(|| bulk(&c, &chunk)).await;
-        assert_eq!(n, 0, "a {BULK}-byte trait transfer allocated {n} times");
-        drop(c);
-        sink.await.unwrap();
-    });
+    };
 }
 
-#[cfg(feature = "tokio-io")]
-#[test]
-fn tokio_io_round_trips_and_bulk_writes_do_not_allocate() {
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-    async fn round_trips(mut io: impl AsyncRead + AsyncWrite + Unpin, n: usize) {
-        let mut back = [0u8; 32];
-        for i in 0..n {
-            let msg = [i as u8; 32];
-            io.write_all(&msg).await.unwrap();
-            io.read_exact(&mut back).await.unwrap();
-            assert_eq!(back, msg);
-        }
-    }
-    async fn bulk(mut io: impl AsyncRead + AsyncWrite + Unpin, chunk: &[u8]) {
-        for _ in 0..BULK / chunk.len() {
-            io.write_all(chunk).await.unwrap();
-        }
-        io.read_exact(&mut [0u8; 1]).await.unwrap();
-    }
-
-    let _serial = serial();
-    run(2, Duration::from_secs(60), async {
-        let (c, echo) = echo_pair().await;
-        round_trips(&c, 200).await; // warm up
-        let n = fewest_allocs(|| round_trips(&c, ROUND_TRIPS)).await;
-        assert_eq!(n, 0, "{ROUND_TRIPS} trait round trips allocated {n} times");
-        drop(c);
-        echo.await.unwrap();
-
-        let (c, s) = pair().await;
-        let sink = spawn_sink(s);
-        let chunk = vec![0x5au8; 64 * 1024];
-        bulk(&c, &chunk).await; // warm up
-        let n = fewest_allocs(|| bulk(&c, &chunk)).await;
-        assert_eq!(n, 0, "a {BULK}-byte trait transfer allocated {n} times");
-        drop(c);
-        sink.await.unwrap();
-    });
-}
+trait_io_does_not_allocate!(
+    futures_io_round_trips_and_bulk_writes_do_not_allocate,
+    "futures-io",
+    futures_util::io
+);
+trait_io_does_not_allocate!(
+    tokio_io_round_trips_and_bulk_writes_do_not_allocate,
+    "tokio-io",
+    tokio::io
+);
