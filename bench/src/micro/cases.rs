@@ -135,6 +135,13 @@ pub(super) struct Deadline {
     pub bounded: f64,
     /// ns that bounding adds to a read, within the same round.
     pub added: f64,
+    /// ns that bounding by an instant already at hand adds ([`Conn::read_until`]): the
+    /// runtime's own machinery, without the clock read.
+    pub added_at: f64,
+    /// ns per `Instant::now() + limit`, the clock read that [`Conn::read_within`] makes (the
+    /// same for both runtimes: it is the caller's, or tokio's `timeout`'s, read of `std`'s
+    /// clock).
+    pub clock: f64,
     /// Allocations per bounded read (`None` when counting is compiled out).
     pub allocs: Option<f64>,
 }
@@ -144,51 +151,65 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Ready reads on a loopback connection, bare and bounded, in `rounds` rounds of `batch`
-/// one-byte reads of each kind (which kind goes first alternates); before each run of reads
-/// the peer writes `batch` bytes and the first one is read, untimed, so every timed read finds
-/// data ready.
+/// How a timed read in [`deadline`] is bounded.
+#[derive(Clone, Copy)]
+enum Bound {
+    None,
+    Within,
+    Until,
+}
+
+/// Ready reads on a loopback connection, bare and bounded both ways, in `rounds` rounds of
+/// `batch` one-byte reads of each kind (the order of the kinds rotates from round to round);
+/// before each run of reads the peer writes `batch` bytes and the first one is read, untimed,
+/// so every timed read finds data ready.
 pub(super) async fn deadline<R: Rt>(rounds: usize, batch: usize) -> io::Result<Deadline> {
     let (mut conn, mut peer) = R::pair().await?;
     let fill = vec![7; batch];
     let limit = Duration::from_secs(10);
     // `count`: count allocations during the timed reads (read with `alloc::stop`).
-    let mut reads = async |conn: &mut R::Conn, bounded: bool, count: bool| {
+    let mut reads = async |conn: &mut R::Conn, bound: Bound, count: bool| {
         let mut buf = [0; 1];
         peer.write_all(&fill).await?;
         read_byte(conn, &mut buf).await?;
         if count {
             alloc::start();
         }
+        let at = Instant::now() + limit;
         let start = Instant::now();
         for _ in 1..batch {
-            let n = if bounded {
-                conn.read_within(&mut buf, limit).await?
-            } else {
-                conn.read(&mut buf).await?
+            let n = match bound {
+                Bound::None => conn.read(&mut buf).await?,
+                Bound::Within => conn.read_within(&mut buf, limit).await?,
+                Bound::Until => conn.read_until(&mut buf, at).await?,
             };
             if n != 1 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
-        io::Result::Ok(start.elapsed())
+        io::Result::Ok(ns_per(start.elapsed(), batch - 1))
     };
-    let (mut bare, mut bounded, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    let kinds = [Bound::None, Bound::Within, Bound::Until];
+    let (mut bare, mut bounded, mut added, mut added_at, mut clock) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let (b, d) = if round % 2 == 0 {
-            let b = reads(&mut conn, false, false).await?;
-            (b, reads(&mut conn, true, false).await?)
-        } else {
-            let d = reads(&mut conn, true, false).await?;
-            (reads(&mut conn, false, false).await?, d)
-        };
-        let (b, d) = (ns_per(b, batch - 1), ns_per(d, batch - 1));
-        bare.push(b);
-        bounded.push(d);
-        added.push(d - b);
+        let mut ns = [0.0; 3];
+        for k in 0..kinds.len() {
+            let k = (k + round) % kinds.len();
+            ns[k] = reads(&mut conn, kinds[k], false).await?;
+        }
+        bare.push(ns[0]);
+        bounded.push(ns[1]);
+        added.push(ns[1] - ns[0]);
+        added_at.push(ns[2] - ns[0]);
+        let start = Instant::now();
+        for _ in 1..batch {
+            black_box(Instant::now() + black_box(limit));
+        }
+        clock.push(ns_per(start.elapsed(), batch - 1));
     }
 
-    let counted = reads(&mut conn, true, true).await;
+    let counted = reads(&mut conn, Bound::Within, true).await;
     let allocs = alloc::stop().map(|n| n as f64 / (batch - 1) as f64);
     counted?;
 
@@ -196,6 +217,8 @@ pub(super) async fn deadline<R: Rt>(rounds: usize, batch: usize) -> io::Result<D
         bare: median(bare),
         bounded: median(bounded),
         added: median(added),
+        added_at: median(added_at),
+        clock: median(clock),
         allocs,
     })
 }

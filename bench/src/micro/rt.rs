@@ -47,6 +47,15 @@ pub(super) trait Conn: Send + 'static {
         buf: &'a mut [u8],
         limit: Duration,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// The same read bounded by an instant the caller already has, so that no clock is read:
+    /// netpoll's `set_read_deadline(Some(at))`, tokio's `time::timeout_at(at, ...)`. What is
+    /// left is each runtime's own machinery.
+    fn read_until<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        at: Instant,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 }
 
 pub(super) struct Netpoll(netpoll::Runtime);
@@ -109,6 +118,11 @@ impl Conn for netpoll::net::TcpStream {
         limit: Duration,
     ) -> io::Result<usize> {
         self.set_read_deadline(Some(Instant::now() + limit))?;
+        netpoll::net::TcpStream::read(self, buf).await
+    }
+
+    async fn read_until<'a>(&'a mut self, buf: &'a mut [u8], at: Instant) -> io::Result<usize> {
+        self.set_read_deadline(Some(at))?;
         netpoll::net::TcpStream::read(self, buf).await
     }
 }
@@ -175,6 +189,14 @@ impl Conn for tokio::net::TcpStream {
         limit: Duration,
     ) -> io::Result<usize> {
         match tokio::time::timeout(limit, AsyncReadExt::read(self, buf)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    async fn read_until<'a>(&'a mut self, buf: &'a mut [u8], at: Instant) -> io::Result<usize> {
+        let at = tokio::time::Instant::from_std(at);
+        match tokio::time::timeout_at(at, AsyncReadExt::read(self, buf)).await {
             Ok(r) => r,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
