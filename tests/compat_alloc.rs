@@ -2,104 +2,22 @@
 //! set up, waits for readiness included (DESIGN §4), like the async methods
 //! (`tests/tcp_alloc.rs`).
 //!
-//! A counting global allocator counts every allocation in the process but the runtime
-//! monitor's, so the tests of this binary run one at a time and measure while nothing but the
-//! measured traffic runs.
-//!
-//! Run with `cargo test --all-features --test compat_alloc`; set `NETPOLL_ALLOC_TRACE=1` to
+//! The counting allocator is `tests/util_alloc` (the monitor's allocations are counted apart
+//! and not checked here). Run with `cargo test --all-features --test compat_alloc`; set `NETPOLL_ALLOC_TRACE=1` to
 //! print a backtrace of each allocation made while measuring.
 
 #![cfg(any(feature = "futures-io", feature = "tokio-io"))]
 
+mod util_alloc;
+mod util_proc;
 mod util_tcp;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::Future;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use netpoll::net::TcpStream;
+use util_alloc::{count_allocs, serial};
 use util_tcp::*;
-
-struct Counting;
-
-/// Allocations by every thread but the runtime's monitor (whose rounds are timed, not driven
-/// by the traffic; `tests/tcp_alloc.rs` checks it apart).
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-const SYSMON_THREAD: &str = "netpoll-worker-sysmon";
-/// Print a backtrace of each counted allocation (while measuring, if asked).
-static TRACE: AtomicBool = AtomicBool::new(false);
-
-thread_local! {
-    /// Whether this thread is the monitor: unknown until its first allocation.
-    static IS_SYSMON: Cell<Option<bool>> = const { Cell::new(None) };
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_alloc() {
-    if IN_HOOK.with(|t| t.replace(true)) {
-        return; // an allocation made by the bookkeeping below
-    }
-    let sysmon = IS_SYSMON.with(|k| match k.get() {
-        Some(v) => v,
-        None => {
-            let v = std::thread::current().name() == Some(SYSMON_THREAD);
-            k.set(Some(v));
-            v
-        }
-    });
-    if !sysmon {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        if TRACE.load(Ordering::Relaxed) {
-            let bt = std::backtrace::Backtrace::force_capture();
-            let name = std::thread::current().name().map(str::to_owned);
-            let _ = writeln!(std::io::stderr(), "allocation on {name:?}:\n{bt}");
-        }
-    }
-    IN_HOOK.with(|t| t.set(false));
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract is `System`'s; counting has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: forwarded as is.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        // SAFETY: forwarded as is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded as is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-async fn count_allocs<F: Future>(f: F) -> (usize, F::Output) {
-    let trace = std::env::var_os("NETPOLL_ALLOC_TRACE").is_some();
-    let before = ALLOCS.load(Ordering::SeqCst);
-    TRACE.store(trace, Ordering::SeqCst);
-    let out = f.await;
-    TRACE.store(false, Ordering::SeqCst);
-    (ALLOCS.load(Ordering::SeqCst) - before, out)
-}
 
 /// The fewest allocations over up to three runs of `f` (stopping at a run with none). Threads
 /// that start late on a loaded machine (a worker, the test's watchdog) allocate once in their
@@ -108,19 +26,13 @@ async fn count_allocs<F: Future>(f: F) -> (usize, F::Output) {
 async fn fewest_allocs<F: Future<Output = ()>>(mut f: impl FnMut() -> F) -> usize {
     let mut fewest = usize::MAX;
     for _ in 0..3 {
-        let (n, ()) = count_allocs(f()).await;
+        let n = count_allocs(f()).await.0.others;
         fewest = fewest.min(n);
         if n == 0 {
             break;
         }
     }
     fewest
-}
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 const ROUND_TRIPS: usize = 1000;

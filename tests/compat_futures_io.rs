@@ -6,6 +6,7 @@
 
 #![cfg(feature = "futures-io")]
 
+mod util_proc;
 mod util_tcp;
 
 use std::future::Future;

@@ -7,6 +7,7 @@
 
 #![cfg(feature = "hyper")]
 
+mod util_proc;
 mod util_tcp;
 
 #[path = "../examples/hyper_server.rs"]

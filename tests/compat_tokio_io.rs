@@ -7,6 +7,7 @@
 
 #![cfg(feature = "tokio-io")]
 
+mod util_proc;
 mod util_tcp;
 
 use std::io::{self, IoSlice};

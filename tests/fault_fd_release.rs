@@ -7,6 +7,7 @@
 //! ways are counted in `tcp_fd_leak.rs`.
 
 mod util_fault;
+mod util_proc;
 mod util_tcp;
 
 use std::future::Future;

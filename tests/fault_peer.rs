@@ -7,6 +7,7 @@
 //! half-close of an idle connection are in `tcp_close.rs`.
 
 mod util_fault;
+mod util_proc;
 mod util_tcp;
 
 use std::future::Future;

@@ -7,6 +7,7 @@
 //! `write(2)` does kill) are in `tcp_faults.rs`.
 
 mod util_fault;
+mod util_proc;
 mod util_tcp;
 
 use std::io;

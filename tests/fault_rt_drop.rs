@@ -6,6 +6,7 @@
 //! same check with a handful of sockets is `rt_shutdown.rs`.
 
 mod util_fault;
+mod util_proc;
 mod util_tcp;
 
 use std::collections::HashMap;

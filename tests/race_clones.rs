@@ -10,6 +10,7 @@
 //! deadlines against a quiet peer; here the peer misbehaves at the same time.
 
 mod util_fault;
+mod util_proc;
 mod util_tcp;
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@
 //! socket without a deadline; a lost event as a hang (each wait is bounded).
 
 mod util_fault;
+mod util_proc;
 mod util_tcp;
 
 use std::net::{Shutdown, SocketAddr};

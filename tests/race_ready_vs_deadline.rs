@@ -6,6 +6,7 @@
 //! The task's lateness is made deterministic: the read future is polled by hand, with a waker
 //! that records when it is woken, and polled again only after the deadline.
 
+mod util_proc;
 mod util_tcp;
 
 use std::future::Future;

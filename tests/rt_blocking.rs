@@ -1,6 +1,7 @@
 //! Blocking work: the blocking pool (`spawn_blocking`) and tasks that block their worker
 //! thread anyway (a system call, a CPU loop), which the monitor must route around.
 
+mod util_proc;
 mod util_rt;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

@@ -4,6 +4,7 @@
 //! One test in a binary of its own: the descriptor and thread counts are process-wide, and a
 //! test running in parallel would disturb them.
 
+mod util_proc;
 mod util_rt;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

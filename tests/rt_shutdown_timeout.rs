@@ -2,6 +2,7 @@
 //!
 //! A binary of its own: it counts the process's threads and descriptors.
 
+mod util_proc;
 mod util_rt;
 
 use std::sync::mpsc;

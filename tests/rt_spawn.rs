@@ -1,6 +1,7 @@
 //! Spawning and joining tasks: many tasks, nested spawns, outputs, `is_finished`, panics,
 //! `abort`, `yield_now`, wake-ups from foreign threads, and the runtime context rules.
 
+mod util_proc;
 mod util_rt;
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! Close, half-close, reset and the one-reader-one-writer rule (Go's `fdMutex`) on TCP sockets:
 //! §9.2 and §9.4 of the reference, through the public API.
 
+mod util_proc;
 mod util_tcp;
 
 use std::future::Future;

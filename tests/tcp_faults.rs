@@ -2,6 +2,7 @@
 //! one test selected and a role in the environment): descriptor exhaustion (`EMFILE`) and
 //! `SIGPIPE`. Peer resets in the same process are in `tcp_close.rs`.
 
+mod util_proc;
 mod util_tcp;
 
 use std::io::{self, IoSlice};

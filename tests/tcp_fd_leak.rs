@@ -4,6 +4,7 @@
 //! This file is its own test binary with one test, so that no test running in parallel opens or
 //! closes descriptors while the count is taken.
 
+mod util_proc;
 mod util_tcp;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! allow one process, so the clients run in a child process (this test binary, re-run): this
 //! process is the server, the child the clients, each with its own netpoll runtime.
 
+mod util_proc;
 mod util_tcp;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

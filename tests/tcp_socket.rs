@@ -1,6 +1,7 @@
 //! TCP socket setup and the I/O loops: Go's defaults (`TCP_NODELAY`, keep-alive), connect
 //! (`TestTCPSpuriousConnSetupCompletion`), peek and vectored I/O.
 
+mod util_proc;
 mod util_tcp;
 
 use std::io::{self, IoSlice, IoSliceMut};

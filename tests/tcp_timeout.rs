@@ -4,6 +4,7 @@
 //! bounds are generous (seconds) and exist only to tell "the deadline fired" from "the kernel's
 //! own two-minute connect timeout fired" or "nothing fired": the machine is a shared 2-core box.
 
+mod util_proc;
 mod util_tcp;
 
 use std::io;

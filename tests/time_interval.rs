@@ -4,6 +4,7 @@
 //! The consumer is made late by blocking the `block_on` thread (not a worker) with
 //! `std::thread::sleep`, so the ticks it missed are known exactly.
 
+mod util_proc;
 mod util_rt;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! Sleeps and timeouts: never early, past deadlines at once, many timers, and a timer that must
 //! break a poller blocked with a later timeout.
 
+mod util_proc;
 mod util_rt;
 
 use std::future::Future;

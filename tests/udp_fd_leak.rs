@@ -3,6 +3,7 @@
 //! count of `/proc/self/fd` is not disturbed by other tests.
 
 mod util_net;
+mod util_proc;
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! `TestPacketConnClose`), options and the `Send`/`Sync` contract.
 
 mod util_net;
+mod util_proc;
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -2,6 +2,7 @@
 //! `TestReadFromTimeoutFluctuation` and `TestReadTimeoutUnblocksRead` for packet sockets.
 
 mod util_net;
+mod util_proc;
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 //! process's CPU time.
 
 mod util_net;
+mod util_proc;
 
 use std::io;
 use std::os::fd::OwnedFd;

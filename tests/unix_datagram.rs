@@ -2,6 +2,7 @@
 //! empty datagrams, deadlines in both directions, a full peer queue, and close.
 
 mod util_net;
+mod util_proc;
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;

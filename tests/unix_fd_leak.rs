@@ -4,6 +4,7 @@
 //! that the count of `/proc/self/fd` is not disturbed by other tests.
 
 mod util_net;
+mod util_proc;
 
 use std::time::Duration;
 

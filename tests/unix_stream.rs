@@ -2,6 +2,7 @@
 //! deadlines, close, the listener's socket file, `pair`, credentials and abstract names.
 
 mod util_net;
+mod util_proc;
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;

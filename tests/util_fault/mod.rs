@@ -11,32 +11,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A small xorshift generator: deterministic choices without a dependency.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// A duration in `0..max_us` microseconds.
-    pub fn micros(&mut self, max_us: u64) -> Duration {
-        Duration::from_micros(self.below(max_us.max(1)))
-    }
-}
+#[allow(unused_imports)]
+pub use crate::util_proc::{fd_list, thread_names, threads, Rng};
 
 /// The length of a [`frame`].
 pub const FRAME: usize = 16;
@@ -131,44 +107,6 @@ pub fn op_outcome<T>(r: &io::Result<T>) -> Result<Outcome, String> {
         Ok(_) => Ok(Outcome::Done),
         Err(e) => outcome(e),
     }
-}
-
-/// The number of threads of this process.
-pub fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .count()
-}
-
-/// The names of this process's threads (for failure messages).
-pub fn thread_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            std::fs::read_to_string(e.path().join("comm"))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-/// The open descriptors of this process, with what they point to (for failure messages).
-pub fn fd_list() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let target = std::fs::read_link(e.path())
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "?".into());
-            format!("{}->{}", e.file_name().to_string_lossy(), target)
-        })
-        .collect();
-    fds.sort();
-    fds
 }
 
 /// A descriptor limit (`RLIMIT_NOFILE`, which bounds descriptor *numbers*) that leaves about

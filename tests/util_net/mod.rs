@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+#[allow(unused_imports)]
+pub use crate::util_proc::{cpu_time, open_fds};
+
 /// Every test body runs under this timeout: a hang becomes a failure.
 pub const WATCHDOG: Duration = Duration::from_secs(20);
 
@@ -71,11 +74,6 @@ impl Drop for TempDir {
     }
 }
 
-/// The number of open file descriptors of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// Waits (blocking the thread, at most 5 s) until `fd` has data to read, without consuming it.
 pub fn wait_readable(fd: std::os::fd::RawFd) {
     let mut pfd = libc::pollfd {
@@ -86,17 +84,6 @@ pub fn wait_readable(fd: std::os::fd::RawFd) {
     // SAFETY: `pfd` is one valid pollfd for the duration of the call.
     let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
     assert_eq!(n, 1, "no data arrived within 5 s");
-}
-
-/// CPU time (user + system) used by this process so far.
-pub fn cpu_time() -> Duration {
-    // SAFETY: an all-zero rusage is valid; getrusage fills it in.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage.
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    assert_eq!(r, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Asserts that `fd` was created non-blocking and close-on-exec.

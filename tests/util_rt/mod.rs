@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
+pub use crate::util_proc::{open_fds, thread_names, threads, Rng};
+
 /// How long any one test body may run before it counts as hung. Generous: the bodies take
 /// well under a second on an idle machine, and CI runs them on two busy cores.
 pub const WATCHDOG: Duration = Duration::from_secs(30);
@@ -130,37 +133,6 @@ pub fn panic_of<R>(f: impl FnOnce() -> R) -> String {
     }
 }
 
-/// The number of open file descriptors of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
-        // The directory handle used to list it.
-        .saturating_sub(1)
-}
-
-/// The number of threads of this process.
-pub fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .count()
-}
-
-/// The names of this process's threads (for failure messages).
-pub fn thread_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .expect("read /proc/self/task")
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            std::fs::read_to_string(e.path().join("comm"))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 /// Polls `cond` every millisecond until it holds or `limit` passes; returns whether it held.
 pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
@@ -172,28 +144,5 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// A small xorshift generator: deterministic random durations without a dependency.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
     }
 }

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use netpoll::net::{TcpListener, TcpStream};
 use netpoll::Runtime;
 
+#[allow(unused_imports)]
+pub use crate::util_proc::open_fds;
+
 /// Runs `fut` on a fresh runtime with `workers` workers. The test fails if it has not finished
 /// within `limit`: first through `netpoll::time::timeout`, and, should the runtime's timers be
 /// broken, through a thread watchdog that aborts the process a little later.
@@ -129,11 +132,6 @@ pub fn sockopt_int(fd: &impl AsRawFd, level: libc::c_int, name: libc::c_int) -> 
     };
     assert_eq!(r, 0, "getsockopt: {}", io::Error::last_os_error());
     v
-}
-
-/// The number of open descriptors of this process.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1 // the directory's own fd
 }
 
 /// `RLIMIT_NOFILE` as (soft, hard).
