@@ -8,7 +8,9 @@
 //! Cases: spawn + join (batch of 1 and of 1000), wake-to-run ping-pong between two tasks over a
 //! hand-written signal (`signal.rs`), ping-pong over loopback TCP, timer insert+cancel and
 //! insert+fire, and the cost of bounding a ready read in time: netpoll moving the read deadline
-//! against tokio's `time::timeout`, with allocations per operation (`alloc.rs`).
+//! against tokio's `time::timeout`, split into the clock read both make and the rest (the same
+//! read bounded by an instant already at hand: `set_read_deadline(Some(at))` against
+//! `timeout_at`), with allocations per operation (`alloc.rs`).
 
 mod alloc;
 mod cases;
