@@ -21,9 +21,10 @@ use super::task::{Notified, RawTask};
 use super::Handle;
 use crate::loom::{AtomicUsize, Mutex, Ordering};
 
-/// How often (in scheduler ticks) a core takes one task from the global queue before its own
-/// ring, so that tasks parked here are not starved by a core that always has local work. 61 is
-/// Go's `schedtick%61` (a prime, so it does not fall into step with program patterns).
+/// How often (in scheduler ticks) a core takes a fair share of the global queue before its
+/// own ring, so that tasks parked here are not starved by a core that always has local work
+/// (Go takes one task). 61 is Go's `schedtick%61` (a prime, so it does not fall into step with
+/// program patterns).
 pub(crate) const GLOBAL_POLL_INTERVAL: u32 = 61;
 
 pub(crate) struct Inject {
