@@ -408,3 +408,44 @@ fn close_through_the_trait_half_closes() {
         c.close().unwrap();
     });
 }
+
+/// The I/O budget (`src/sched/coop.rs`) applies to poll-based callers too: a trait reader whose
+/// socket never runs dry lets a task queued behind it on its worker run within a fair share.
+#[test]
+fn a_trait_reader_whose_socket_never_runs_dry_lets_a_queued_task_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const BUFFERED: usize = 20_000;
+    run(1, LIMIT, async {
+        let (c, s) = pair().await;
+        let payload: Vec<u8> = (0..BUFFERED).map(|i| (i % 251) as u8).collect();
+        t_write_all(&c, &payload).await.unwrap();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        let reader = {
+            let (reads, seen) = (reads.clone(), seen.clone());
+            netpoll::spawn(async move {
+                let other = {
+                    let reads = reads.clone();
+                    netpoll::spawn(async move {
+                        seen.store(reads.load(Ordering::SeqCst), Ordering::SeqCst);
+                    })
+                };
+                let mut got = Vec::with_capacity(BUFFERED);
+                let mut buf = [0u8; 1];
+                for i in 0..BUFFERED {
+                    assert_eq!(t_read(&s, &mut buf).await.unwrap(), 1);
+                    got.push(buf[0]);
+                    reads.store(i + 1, Ordering::SeqCst);
+                }
+                other.await.unwrap();
+                got
+            })
+        };
+        assert_eq!(reader.await.unwrap(), payload);
+        let seen = seen.load(Ordering::SeqCst);
+        assert!(
+            seen < 1_000,
+            "the queued task ran only after {seen} ready trait reads"
+        );
+    });
+}

@@ -46,7 +46,7 @@ use std::time::Instant;
 
 use super::fd_mutex::{Acquire, FdMutex, Side};
 use crate::pd::{Mode, Registration};
-use crate::sched::{context, Handle};
+use crate::sched::{context, coop, Handle};
 
 /// Go's `maxRW`: reads and writes on stream sockets are capped at 1 GiB per system call
 /// (some kernels and socket types fail above 2 GiB; 1 GiB keeps alignment).
@@ -241,6 +241,8 @@ impl NetFd {
         allow(dead_code)
     )]
     fn poll_lock(&self, side: Side, cx: &mut Context<'_>) -> Poll<io::Result<SideGuard<'_>>> {
+        // Every poll of a poll-based operation is a start (`sched/coop.rs`).
+        std::task::ready!(coop::poll_proceed(cx));
         self.inner.mutex.poll_lock(side, cx).map(|r| {
             r.map(|()| SideGuard {
                 fd: self,
@@ -460,6 +462,10 @@ impl<'a> Future for LockFuture<'a> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mutex = &self.fd.inner.mutex;
+        if let LockState::Start = self.state {
+            // The operation starts here: one unit of the task's budget (`sched/coop.rs`).
+            std::task::ready!(coop::poll_proceed(cx));
+        }
         let ticket = match self.state {
             LockState::Start => match mutex.lock(self.side)? {
                 Acquire::Locked => {

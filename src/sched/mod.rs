@@ -11,6 +11,7 @@
 //! | `pidle`, `midle`, `nmspinning` | idle cores, parked machines, spinning count | `idle.rs` |
 //! | `sysmon` | the monitor thread | `sysmon.rs` |
 //! | extra Ms for syscalls | the blocking pool | `blocking.rs` |
+//! | async preemption (`sysmon` → `preemptone`) | the I/O budget of a task poll | `coop.rs` |
 //!
 //! There are as many cores as configured workers (GOMAXPROCS). Machines start one per core and
 //! more are made when a core needs a thread and none is parked: when the monitor takes a core
@@ -42,6 +43,10 @@
 //!    poll, and the monitor after 10 ms, so that a request and its response do not bounce
 //!    between two threads.
 //!
+//! A task runs until its future returns `Pending`. So that a socket its peer never lets run dry
+//! cannot keep a core, each poll of a task may start at most 128 socket operations; then the
+//! operation yields instead (`coop.rs`, where Go would preempt the goroutine after 10 ms).
+//!
 //! A poll's ready tasks are one batch (Go's `injectglist`): the polling machine keeps the first
 //! to run, sends as many as there are idle cores to the global queue and starts that many cores,
 //! and queues the rest locally. Submitting work follows Go's `wakep`: if no machine is spinning
@@ -72,6 +77,7 @@
 
 pub(crate) mod blocking;
 pub(crate) mod context;
+pub(crate) mod coop;
 pub(crate) mod idle;
 pub(crate) mod inject;
 pub(crate) mod metrics;

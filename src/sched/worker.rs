@@ -30,7 +30,7 @@ use super::inject::{Batch, GLOBAL_POLL_INTERVAL};
 use super::metrics::{self, MachineStats};
 use super::queue::{self, Local, LOCAL_QUEUE_CAPACITY};
 use super::task::Notified;
-use super::{context, Handle, Shared};
+use super::{context, coop, Handle, Shared};
 use crate::loom::{AtomicPtr, AtomicU64, Ordering};
 
 /// How many times in a row a task may run from the `next` slot before it is sent to the back of
@@ -269,7 +269,9 @@ impl Worker<'_> {
         let seq = machine.poll_seq.load(Ordering::Relaxed);
         machine.poll_seq.store(seq + 1, Ordering::Relaxed);
         metrics::bump(&machine.stats.polls);
+        coop::start_poll();
         task.run();
+        coop::end_poll();
         machine.poll_seq.store(seq + 2, Ordering::Relaxed);
         machine.take_core()
     }
