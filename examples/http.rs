@@ -109,7 +109,12 @@ enum Parsed {
 }
 
 fn parse(buf: &[u8]) -> Parsed {
-    let Some(head_len) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+    // Vectorised searches, as Go's server does with `bytes.Index`/`IndexByte`: a byte-by-byte
+    // scan made the parser's speed (15–18% of the server's CPU) swing with where the compiler
+    // happened to place its loop in each binary.
+    static END_OF_HEAD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    let Some(head_len) = END_OF_HEAD.find(buf) else {
         return Parsed::Incomplete;
     };
     let mut lines = buf[..head_len].split(|&b| b == b'\n');
@@ -122,7 +127,7 @@ fn parse(buf: &[u8]) -> Parsed {
     let mut close = version == 0;
     let mut body = 0;
     for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Parsed::Bad;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());

@@ -32,7 +32,12 @@ pub enum Parsed {
 /// Parses the request at the front of `buf`: HTTP/1.0 or 1.1, an optional body sized by
 /// `Content-Length`, `Connection: close`/`keep-alive`.
 pub fn parse_request(buf: &[u8]) -> Parsed {
-    let Some(head_len) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+    // Vectorised searches, as Go's server does with `bytes.Index`/`IndexByte`: a byte-by-byte
+    // scan made the parser's speed (15–18% of the server's CPU) swing with where the compiler
+    // happened to place its loop in each binary.
+    static END_OF_HEAD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    let Some(head_len) = END_OF_HEAD.find(buf) else {
         return Parsed::Incomplete;
     };
     let mut lines = buf[..head_len].split(|&b| b == b'\n');
@@ -45,7 +50,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
     let mut close = version == 0;
     let mut body = 0;
     for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Parsed::Bad;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
@@ -124,7 +129,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<usize>, String> {
         if line.is_empty() {
             break pos;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Err("a header line without a colon".into());
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
