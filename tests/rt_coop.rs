@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use netpoll::net::TcpStream;
 use util_tcp::*;
 
 /// Operations the busy task may start before a task queued behind it runs: the budget (128)
@@ -57,28 +58,33 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
 
-#[test]
-fn a_reader_whose_socket_never_runs_dry_lets_a_queued_task_run() {
-    run(1, Duration::from_secs(30), async {
+/// 20,000 bytes are buffered before the reader starts, then read one at a time with
+/// `read_byte`: every read is ready. Every byte must arrive, in order, across the reader's
+/// yields, and a task queued behind the reader must run within [`FAIR_SHARE`] reads.
+fn a_reader_of_a_full_socket_lets_a_queued_task_run<F>(read_byte: fn(TcpStream) -> F)
+where
+    F: Future<Output = u8> + Send + 'static,
+{
+    run(1, Duration::from_secs(30), async move {
         let (client, server) = pair().await;
-        // Buffered before the reader starts, then read one byte at a time: every read is ready.
         const BUFFERED: usize = 20_000;
         client.write_all(&pattern(BUFFERED)).await.unwrap();
-        let (seen, got) = ops_before_a_queued_task_runs(BUFFERED, move || {
-            let server = server.clone();
-            async move {
-                let mut buf = [0u8; 1];
-                assert_eq!(server.read(&mut buf).await.unwrap(), 1);
-                buf[0]
-            }
-        })
-        .await;
-        // Every byte arrives, in order, across the reader's yields.
+        let (seen, got) =
+            ops_before_a_queued_task_runs(BUFFERED, move || read_byte(server.clone())).await;
         assert_eq!(got, pattern(BUFFERED));
         assert!(
             seen < FAIR_SHARE,
             "the queued task ran only after {seen} of {BUFFERED} ready reads"
         );
+    });
+}
+
+#[test]
+fn a_reader_whose_socket_never_runs_dry_lets_a_queued_task_run() {
+    a_reader_of_a_full_socket_lets_a_queued_task_run(|server| async move {
+        let mut buf = [0u8; 1];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 1);
+        buf[0]
     });
 }
 
@@ -109,24 +115,10 @@ fn a_writer_whose_socket_never_fills_lets_a_queued_task_run() {
 #[cfg(feature = "futures-io")]
 #[test]
 fn a_trait_reader_whose_socket_never_runs_dry_lets_a_queued_task_run() {
-    use futures_util::io::AsyncReadExt;
-    run(1, Duration::from_secs(30), async {
-        let (client, server) = pair().await;
-        const BUFFERED: usize = 20_000;
-        client.write_all(&pattern(BUFFERED)).await.unwrap();
-        let (seen, got) = ops_before_a_queued_task_runs(BUFFERED, move || {
-            let server = server.clone();
-            async move {
-                let mut buf = [0u8; 1];
-                assert_eq!(AsyncReadExt::read(&mut &server, &mut buf).await.unwrap(), 1);
-                buf[0]
-            }
-        })
-        .await;
-        assert_eq!(got, pattern(BUFFERED));
-        assert!(
-            seen < FAIR_SHARE,
-            "the queued task ran only after {seen} of {BUFFERED} ready trait reads"
-        );
+    a_reader_of_a_full_socket_lets_a_queued_task_run(|server| async move {
+        let mut buf = [0u8; 1];
+        let n = futures_util::io::AsyncReadExt::read(&mut &server, &mut buf).await;
+        assert_eq!(n.unwrap(), 1);
+        buf[0]
     });
 }
