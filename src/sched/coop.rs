@@ -6,8 +6,9 @@
 //! uploading faster than the task consumes, a backlog of pipelined requests read a few bytes at
 //! a time — would keep its task, and the worker, for as long as the peer keeps up, while every
 //! other task of that worker waits (until the monitor hands the core to another thread, 10 ms
-//! later, at the cost of one more thread competing for the CPUs). Go preempts a goroutine that has run for 10 ms; a future cannot
-//! be preempted, so, like tokio, each poll gets a budget of socket operations instead.
+//! later, at the cost of one more thread competing for the CPUs). Go preempts a goroutine that
+//! has run for 10 ms; a future cannot be preempted, so, like tokio, each poll gets a budget of
+//! socket operations instead.
 //!
 //! The worker gives the task [`TASK_BUDGET`] units before it polls it and takes the budget
 //! away afterwards. Each socket operation spends one unit when it starts (`net/fd.rs`, before
