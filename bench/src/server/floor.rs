@@ -7,7 +7,7 @@
 //! `EPOLLOUT` before it reads again. `WORKERS` is ignored: the floor is single-threaded.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 
 use super::{App, ServeEnv};
@@ -24,7 +24,7 @@ pub fn run(app: App, env: ServeEnv) -> io::Result<()> {
             format!("the floor has no {} server", app.name()),
         ));
     }
-    let listener = listen(env.addr)?;
+    let listener = super::listen(env.addr)?;
     println!("floor {app:?} listening on {}", listener.local_addr()?);
     let epoll = Epoll::new()?;
     epoll.add(listener.as_raw_fd(), LISTENER, libc::EPOLLIN as u32)?;
@@ -54,17 +54,6 @@ pub fn run(app: App, env: ServeEnv) -> io::Result<()> {
             }
         }
     }
-}
-
-/// A listener with the system's maximum backlog, as Go and netpoll use.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
 }
 
 struct Conn {

@@ -27,7 +27,7 @@ pub fn run(app: App, env: ServeEnv) -> io::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = TcpListener::bind(env.addr).await?;
+        let listener = TcpListener::from_std(super::listen(env.addr)?)?;
         println!("tokio {app:?} listening on {}", listener.local_addr()?);
         loop {
             let conn = match listener.accept().await {
