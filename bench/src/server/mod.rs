@@ -152,7 +152,6 @@ pub enum InProcess {
     FloorHttp,
 }
 
-/// `netpoll-bench serve KIND`: runs until killed.
 /// A non-blocking listener with the system's maximum backlog (the kernel caps 4096 at
 /// `net.core.somaxconn`), as Go and netpoll listen: the floor's and tokio's. tokio's own
 /// `TcpListener::bind` listens with a backlog of 128, which at 5,000 connections overflows
@@ -168,6 +167,7 @@ fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// `netpoll-bench serve KIND`: runs until killed.
 pub fn serve(kind: InProcess) -> io::Result<()> {
     let env = ServeEnv::from_env()?;
     match kind {
