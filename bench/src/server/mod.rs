@@ -152,10 +152,10 @@ pub enum InProcess {
     FloorHttp,
 }
 
-/// A non-blocking listener with the system's maximum backlog (the kernel caps 4096 at
-/// `net.core.somaxconn`), as Go and netpoll listen: the floor's and tokio's. tokio's own
-/// `TcpListener::bind` listens with a backlog of 128, which at 5,000 connections overflows
-/// while the accept loop catches up, and every dropped handshake costs its client a 1 s SYN
+/// The floor's and tokio's listener: non-blocking, with the system's maximum backlog (the
+/// kernel caps 4096 at `net.core.somaxconn`), as netpoll and Go listen. tokio's own
+/// `TcpListener::bind` uses a backlog of 128, which overflows at 5,000 connections while the
+/// accept loop catches up; each dropped handshake then costs its client a 1 s SYN
 /// retransmission (connecting 5,000 took 13.5 s against 0.35 s for netpoll).
 fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
