@@ -180,6 +180,7 @@ fn run_one(
             threads: Some(s.placement.loader_threads()),
             cpus: s.placement.loader_cpus(),
             server_pid: Some(server.pid),
+            latency_log: None,
         };
     let args = match s.kind {
         Kind::Closed {

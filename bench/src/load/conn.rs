@@ -166,10 +166,54 @@ pub struct Stats {
     pub lag_count: u64,
     /// Responses in the window per connection (fairness: did any connection starve?).
     pub per_conn: Vec<u64>,
+    /// Every response of the window, when a latency log was asked for (`--latency-log`).
+    pub log: Option<LatencyLog>,
+}
+
+/// One response in the latency log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sample {
+    /// When it arrived, in nanoseconds after the measured window began.
+    pub at_ns: u64,
+    pub latency_ns: u64,
+    /// The connection's index among all the loader's connections.
+    pub conn: u32,
+}
+
+/// Every response of the measured window, in the order each loader thread saw them. Kept in
+/// fixed-size chunks: growing one `Vec` would copy megabytes mid-run, and such a copy stalls
+/// the loader for as long as the stalls the log is meant to find.
+#[derive(Debug, Default)]
+pub struct LatencyLog {
+    chunks: Vec<Vec<Sample>>,
+}
+
+impl LatencyLog {
+    /// Samples per chunk: 1.5 MiB.
+    const CHUNK: usize = 64 * 1024;
+
+    fn push(&mut self, sample: Sample) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(sample),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK);
+                chunk.push(sample);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    /// Every sample, ordered by arrival time (across loader threads too).
+    pub fn into_sorted(self) -> Vec<Sample> {
+        let mut all: Vec<Sample> = self.chunks.into_iter().flatten().collect();
+        all.sort_unstable();
+        all
+    }
 }
 
 impl Stats {
-    pub fn new() -> Stats {
+    /// `log`: also keep every response of the window in a [`LatencyLog`].
+    pub fn new(log: bool) -> Stats {
         Stats {
             // 1 ns .. 100 s at 3 significant digits.
             hist: Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds"),
@@ -180,19 +224,27 @@ impl Stats {
             lag_sum: Duration::ZERO,
             lag_count: 0,
             per_conn: Vec::new(),
+            log: log.then(LatencyLog::default),
         }
     }
 
-    /// A response to the request sent (or scheduled) at `sent` arrived at `now`; returns
-    /// whether it falls in the measured window.
-    fn record(&mut self, sent: Instant, now: Instant, window: &Window) -> bool {
+    /// A response on connection `conn` to the request sent (or scheduled) at `sent` arrived
+    /// at `now`; returns whether it falls in the measured window.
+    fn record(&mut self, conn: u32, sent: Instant, now: Instant, window: &Window) -> bool {
         self.total += 1;
         if now < window.measure_from {
             return false;
         }
         self.window += 1;
-        self.hist
-            .saturating_record(now.saturating_duration_since(sent).as_nanos() as u64);
+        let latency_ns = now.saturating_duration_since(sent).as_nanos() as u64;
+        self.hist.saturating_record(latency_ns);
+        if let Some(log) = &mut self.log {
+            log.push(Sample {
+                at_ns: (now - window.measure_from).as_nanos() as u64,
+                latency_ns,
+                conn,
+            });
+        }
         true
     }
 
@@ -205,6 +257,9 @@ impl Stats {
         self.lag_sum += other.lag_sum;
         self.lag_count += other.lag_count;
         self.per_conn.extend(other.per_conn);
+        if let (Some(log), Some(other)) = (&mut self.log, other.log) {
+            log.chunks.extend(other.chunks);
+        }
     }
 }
 
@@ -218,6 +273,8 @@ pub struct Window {
 }
 
 pub struct Conn<P> {
+    /// Index among all the loader's connections.
+    id: u32,
     stream: TcpStream,
     proto: P,
     out: Vec<u8>,
@@ -232,8 +289,9 @@ pub struct Conn<P> {
 }
 
 impl<P: Protocol> Conn<P> {
-    pub fn new(stream: TcpStream, proto: P) -> Conn<P> {
+    pub fn new(id: usize, stream: TcpStream, proto: P) -> Conn<P> {
         Conn {
+            id: id as u32,
             stream,
             proto,
             out: Vec::new(),
@@ -304,7 +362,7 @@ impl<P: Protocol> Conn<P> {
                     .outstanding
                     .pop_front()
                     .ok_or_else(|| invalid("a response to no request".into()))?;
-                if stats.record(sent, now, window) {
+                if stats.record(self.id, sent, now, window) {
                     self.window_done += 1;
                 }
             }
@@ -328,7 +386,8 @@ pub struct ConnSet<P> {
 }
 
 impl<P: Protocol> ConnSet<P> {
-    pub fn new(conns: Vec<Conn<P>>, window: Window) -> io::Result<ConnSet<P>> {
+    /// `log`: keep every response of the window (see [`LatencyLog`]).
+    pub fn new(conns: Vec<Conn<P>>, window: Window, log: bool) -> io::Result<ConnSet<P>> {
         let epoll = Epoll::new()?;
         let bits = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
         for (i, c) in conns.iter().enumerate() {
@@ -339,7 +398,7 @@ impl<P: Protocol> ConnSet<P> {
             epoll,
             events: Vec::with_capacity(1024),
             scratch: vec![0; 64 * 1024],
-            stats: Stats::new(),
+            stats: Stats::new(log),
             window,
         })
     }
@@ -426,6 +485,42 @@ pub fn connect_all(addr: std::net::SocketAddr, n: usize) -> io::Result<Vec<TcpSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_log_keeps_every_window_sample_in_arrival_order_across_chunks_and_threads() {
+        let t0 = Instant::now();
+        let window = Window {
+            start: t0,
+            measure_from: t0 + Duration::from_millis(1),
+            end: t0 + Duration::from_secs(10),
+        };
+        let n = LatencyLog::CHUNK + 10; // more than one chunk
+        let mut a = Stats::new(true);
+        let mut b = Stats::new(true);
+        // Warm-up responses are counted but neither measured nor logged.
+        assert!(!a.record(9, t0, t0, &window));
+        for k in 0..n as u64 {
+            let stats = if k % 2 == 0 { &mut a } else { &mut b };
+            let now = window.measure_from + Duration::from_nanos(1000 * (k + 1));
+            assert!(stats.record(k as u32, now - Duration::from_nanos(500 + k), now, &window));
+        }
+        a.merge(b);
+        assert_eq!((a.total, a.window), (n as u64 + 1, n as u64));
+        let log = a.log.take().unwrap().into_sorted();
+        assert_eq!(log.len(), n);
+        for (k, s) in log.iter().enumerate() {
+            let k = k as u64;
+            assert_eq!(
+                s,
+                &Sample {
+                    at_ns: 1000 * (k + 1),
+                    latency_ns: 500 + k,
+                    conn: k as u32
+                }
+            );
+        }
+        assert!(Stats::new(false).log.is_none());
+    }
 
     #[test]
     fn echo_counts_whole_messages_across_split_reads() {

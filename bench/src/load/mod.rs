@@ -16,9 +16,9 @@ pub mod idle;
 pub mod open;
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -63,6 +63,11 @@ pub struct LoadArgs {
     /// Also measure the CPU time this process (the server) uses during the window.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Write every response of the window to this file, one line each: arrival time (µs after
+    /// the window began), latency (µs) and connection, in arrival order. For finding out what
+    /// makes a tail: stalls that hit every connection at once line up in time.
+    #[arg(long)]
+    pub latency_log: Option<PathBuf>,
 }
 
 impl LoadArgs {
@@ -84,6 +89,11 @@ impl LoadArgs {
             v.push(format!("--cpus={}", cpus.join(",")));
         }
         v.extend(self.server_pid.map(|p| format!("--server-pid={p}")));
+        v.extend(
+            self.latency_log
+                .as_ref()
+                .map(|p| format!("--latency-log={}", p.display())),
+        );
         v
     }
 }
@@ -235,30 +245,37 @@ fn run(args: &LoadArgs) -> io::Result<LoadResult> {
                     sys::pin_current_thread(&[cpu])?;
                 }
                 let rate = args.rate.map(|r| r / threads as f64);
+                let log = args.latency_log.is_some();
                 match args.app {
                     App::Echo => drive(
                         conns
                             .into_iter()
-                            .map(|(i, s)| Conn::new(s, Echo::new(args.size, i)))
+                            .map(|(i, s)| Conn::new(i, s, Echo::new(args.size, i)))
                             .collect(),
                         window,
                         args.inflight,
                         rate,
+                        log,
                     ),
                     App::Http => drive(
-                        conns.into_iter().map(|(_, s)| Conn::new(s, Http)).collect(),
+                        conns
+                            .into_iter()
+                            .map(|(i, s)| Conn::new(i, s, Http))
+                            .collect(),
                         window,
                         args.inflight,
                         rate,
+                        log,
                     ),
                     App::Hyper => drive(
                         conns
                             .into_iter()
-                            .map(|(_, s)| Conn::new(s, ParsedHttp))
+                            .map(|(i, s)| Conn::new(i, s, ParsedHttp))
                             .collect(),
                         window,
                         args.inflight,
                         rate,
+                        log,
                     ),
                 }
             })
@@ -272,7 +289,7 @@ fn run(args: &LoadArgs) -> io::Result<LoadResult> {
     let loader1 = sys::self_cpu();
     let server1 = args.server_pid.map(sys::process_cpu).transpose()?;
     let machine1 = sys::machine_busy()?;
-    let mut stats = Stats::new();
+    let mut stats = Stats::new(args.latency_log.is_some());
     for h in handles {
         stats.merge(h.join().expect("loader thread panicked")?);
     }
@@ -281,6 +298,9 @@ fn run(args: &LoadArgs) -> io::Result<LoadResult> {
             "no response in the measured window ({})",
             stats.first_error.as_deref().unwrap_or("no error reported")
         )));
+    }
+    if let (Some(path), Some(log)) = (&args.latency_log, stats.log.take()) {
+        write_latency_log(path, log)?;
     }
     let mean = stats.window as f64 / stats.per_conn.len().max(1) as f64;
     let slowest = stats.per_conn.iter().copied().min().unwrap_or(0) as f64 / mean;
@@ -317,14 +337,30 @@ fn drive<P: Protocol>(
     window: Window,
     inflight: usize,
     rate: Option<f64>,
+    log: bool,
 ) -> io::Result<Stats> {
-    let mut set = ConnSet::new(conns, window)?;
+    let mut set = ConnSet::new(conns, window, log)?;
     sleep_until(window.start);
     match rate {
         None => closed::run(&mut set, inflight)?,
         Some(rate) => open::run(&mut set, rate)?,
     }
     Ok(set.finish())
+}
+
+fn write_latency_log(path: &Path, log: conn::LatencyLog) -> io::Result<()> {
+    let mut out = io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "# at_us latency_us conn")?;
+    for s in log.into_sorted() {
+        writeln!(
+            out,
+            "{:.1} {:.1} {}",
+            s.at_ns as f64 / 1e3,
+            s.latency_ns as f64 / 1e3,
+            s.conn
+        )?;
+    }
+    out.flush()
 }
 
 fn sleep_until(t: Instant) {
@@ -412,10 +448,12 @@ mod tests {
                 threads: Some(1),
                 cpus: vec![1],
                 server_pid: None,
+                latency_log: Some("/tmp/log".into()),
             };
             let argv = std::iter::once("load".to_string()).chain(args.to_argv());
             let parsed = Cli::try_parse_from(argv).unwrap().load;
             assert_eq!((parsed.app, parsed.inflight), (app, 16));
+            assert_eq!(parsed.latency_log, args.latency_log);
         }
     }
 }
