@@ -3,6 +3,7 @@
 //! Each is one Go-style operation (`fd.rs`): it takes its side's lock for the whole call, so
 //! `read_exact` and `write_all` are never interleaved with another operation on that side.
 
+use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
 
@@ -48,20 +49,24 @@ impl NetFd {
         .await
     }
 
-    pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.write_op(|fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
-            .await
+    pub(crate) fn write<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.write_op_future(move |fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
     }
 
-    pub(crate) async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_all<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
         let mut done = 0;
-        self.write_op(|fd| {
+        self.write_op_future(move |fd| {
             while done < buf.len() {
                 done += socket::send(fd, &buf[done..done + cap_rw(buf.len() - done)])?;
             }
             Ok(())
         })
-        .await
     }
 
     pub(crate) async fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {

@@ -1,6 +1,7 @@
 //! TCP: Go's `net.TCPListener` and `net.TCPConn`.
 
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -304,8 +305,11 @@ impl TcpStream {
 
     /// Reads into `buf`, waiting for data. `Ok(0)` means the peer closed its side (or `buf` is
     /// empty, which returns at once).
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read_stream(buf).await
+    pub fn read<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.fd.read_stream(buf)
     }
 
     /// Reads exactly `buf.len()` bytes, holding the read side for the whole call.
@@ -327,16 +331,22 @@ impl TcpStream {
     }
 
     /// Writes some of `buf`, waiting for buffer space; returns how much was written.
-    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.fd.write(buf).await
+    pub fn write<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.fd.write(buf)
     }
 
     /// Writes all of `buf`, holding the write side for the whole call, so that writes from
     /// several clones never interleave (Go's `Write`).
     ///
     /// On an error (a deadline, a reset) part of `buf` may have been written.
-    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
-        self.fd.write_all(buf).await
+    pub fn write_all<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        self.fd.write_all(buf)
     }
 
     /// Gather write (`sendmsg` with `MSG_NOSIGNAL`).

@@ -11,6 +11,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -498,16 +499,22 @@ impl UnixStream {
     }
 
     /// Writes some of `buf`, waiting for buffer space; returns how much was written.
-    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.fd.write(buf).await
+    pub fn write<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.fd.write(buf)
     }
 
     /// Writes all of `buf`, holding the write side for the whole call, so that writes from
     /// several clones never interleave (Go's `Write`).
     ///
     /// On an error (a deadline, the peer gone) part of `buf` may have been written.
-    pub async fn write_all(&self, buf: &[u8]) -> io::Result<()> {
-        self.fd.write_all(buf).await
+    pub fn write_all<'a>(
+        &'a self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        self.fd.write_all(buf)
     }
 
     /// Gather write (`sendmsg` with `MSG_NOSIGNAL`).
