@@ -1,4 +1,4 @@
-//! The futures of the hot stream operations stay small. A connection's task holds its read or
+//! The futures of the hot stream operations (TCP and Unix) stay small. A connection's task holds its read or
 //! write future for as long as the connection lives, so every byte here is paid once per idle
 //! connection (the benchmark's idle-memory scenario: 4.95 KiB per connection with the earlier
 //! `async fn` versions, whose futures were 240 bytes each, and 4.81 KiB with these).
@@ -25,7 +25,7 @@ async fn serve(conn: TcpStream) -> io::Result<()> {
 }
 
 #[test]
-fn read_write_and_a_connection_handler_futures_stay_small() {
+fn tcp_and_unix_read_write_and_a_connection_handler_futures_stay_small() {
     run(1, Duration::from_secs(10), async {
         let (c, s) = pair().await;
         let mut buf = [0u8; 16];
@@ -38,5 +38,14 @@ fn read_write_and_a_connection_handler_futures_stay_small() {
         assert!(write_all <= 96, "write_all future: {write_all} bytes");
         let handler = std::mem::size_of_val(&serve(s));
         assert!(handler <= 192, "connection handler future: {handler} bytes");
+
+        let (u, _peer) = netpoll::net::UnixStream::pair().unwrap();
+        let unix_read = std::mem::size_of_val(&u.read(&mut buf));
+        let unix_write_all = std::mem::size_of_val(&u.write_all(&buf));
+        assert!(unix_read <= 96, "Unix read future: {unix_read} bytes");
+        assert!(
+            unix_write_all <= 96,
+            "Unix write_all future: {unix_write_all} bytes"
+        );
     });
 }

@@ -160,8 +160,9 @@ impl NetFd {
         self.inner.stream.store(true, Ordering::Relaxed);
     }
 
-    /// A stream read (`recv` into `buf`) that waits for readiness first when the previous read
-    /// drained the socket (module docs). `Ok(0)` at once for an empty `buf`.
+    /// A stream read (`recv` into `buf`). On a TCP stream it waits for readiness first when the
+    /// previous read drained the socket (module docs); other stream sockets try `recv` first.
+    /// `Ok(0)` at once for an empty `buf`.
     pub(crate) fn read_stream<'a>(&'a self, buf: &'a mut [u8]) -> ReadStream<'a> {
         ReadStream {
             wait: None,

@@ -11,14 +11,6 @@ use super::fd::{cap_rw, NetFd};
 use super::socket;
 
 impl NetFd {
-    /// A plain `recv` read, without the skipped read of `fd.rs`: for stream sockets other than
-    /// TCP.
-    pub(crate) async fn read_plain(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.read_op_or_empty(len, |fd| socket::recv(fd, &mut buf[..cap_rw(len)], 0))
-            .await
-    }
-
     pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
         let len = buf.len();
         let mut done = 0;

@@ -476,8 +476,12 @@ impl UnixStream {
 
     /// Reads into `buf`, waiting for data. `Ok(0)` means the peer closed its side (or `buf` is
     /// empty, which returns at once).
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read_plain(buf).await
+    pub fn read<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        // Not marked a TCP stream, so every read tries `recv` first (`fd.rs`).
+        self.fd.read_stream(buf)
     }
 
     /// Reads exactly `buf.len()` bytes, holding the read side for the whole call.
