@@ -1,7 +1,8 @@
-//! The futures of the hot stream operations (TCP and Unix) stay small. A connection's task holds its read or
-//! write future for as long as the connection lives, so every byte here is paid once per idle
-//! connection (the benchmark's idle-memory scenario: 4.95 KiB per connection with the earlier
-//! `async fn` versions, whose futures were 240 bytes each, and 4.81 KiB with these).
+//! The futures of the hot stream operations (TCP and Unix) stay small. A connection's task
+//! holds its read or write future for as long as the connection lives, so every byte here is
+//! paid once per idle connection (the benchmark's idle-memory scenario: 4.95 KiB per
+//! connection with the earlier `async fn` versions, whose futures were 240 bytes each, and
+//! 4.81 KiB with these).
 
 mod util_proc;
 mod util_tcp;
