@@ -123,22 +123,33 @@ impl NetFd {
         self.inner.reg.handle()
     }
 
-    /// A read-side operation: Go's `readLock` + `prepareRead` + the EAGAIN loop around `f`.
-    pub(crate) async fn read_op<R>(
-        &self,
-        mut f: impl FnMut(RawFd) -> io::Result<R>,
-    ) -> io::Result<R> {
-        let _guard = self.lock(Side::Read).await?;
-        self.io_loop(Mode::Read, &mut f).await
+    /// A read-side operation: Go's `readLock` + `prepareRead` + the EAGAIN loop around `f`, as
+    /// a hand-written future ([`Op`]).
+    pub(crate) fn read_op<R, F>(&self, f: F) -> Op<'_, F>
+    where
+        F: FnMut(RawFd) -> io::Result<R> + Unpin,
+    {
+        self.op(Side::Read, f)
     }
 
     /// A write-side operation; see [`NetFd::read_op`].
-    pub(crate) async fn write_op<R>(
-        &self,
-        mut f: impl FnMut(RawFd) -> io::Result<R>,
-    ) -> io::Result<R> {
-        let _guard = self.lock(Side::Write).await?;
-        self.io_loop(Mode::Write, &mut f).await
+    pub(crate) fn write_op<R, F>(&self, f: F) -> Op<'_, F>
+    where
+        F: FnMut(RawFd) -> io::Result<R> + Unpin,
+    {
+        self.op(Side::Write, f)
+    }
+
+    fn op<R, F>(&self, side: Side, f: F) -> Op<'_, F>
+    where
+        F: FnMut(RawFd) -> io::Result<R> + Unpin,
+    {
+        Op {
+            wait: None,
+            guard: None,
+            lock: self.lock(side),
+            f,
+        }
     }
 
     /// A read-side operation that returns `Ok(0)` without a system call (and without failing
@@ -169,20 +180,6 @@ impl NetFd {
             guard: None,
             lock: self.lock(Side::Read),
             buf,
-        }
-    }
-
-    /// A write-side operation as a hand-written future ([`Op`]): the same steps as
-    /// [`NetFd::write_op`], for the hot `write` and `write_all`.
-    pub(crate) fn write_op_future<R, F>(&self, f: F) -> Op<'_, F>
-    where
-        F: FnMut(RawFd) -> io::Result<R> + Unpin,
-    {
-        Op {
-            wait: None,
-            guard: None,
-            lock: self.lock(Side::Write),
-            f,
         }
     }
 
@@ -590,10 +587,10 @@ impl Future for ReadStream<'_> {
     }
 }
 
-/// A write-side operation (Go's `writeLock`, `prepareWrite` and the `EAGAIN` loop around `f`)
-/// written out as a future, for the same reason as [`ReadStream`] and with the same drop
-/// order. `f` runs the system calls; it keeps its own progress (`write_all`'s count) between
-/// polls.
+/// One operation ([`NetFd::read_op`], [`NetFd::write_op`]): Go's side lock, `prepareRead` or
+/// `prepareWrite`, and the `EAGAIN` loop around `f`, written out as a future for the same
+/// reason as [`ReadStream`] and with the same drop order. `f` runs the system calls; it keeps
+/// its own progress (`write_all`'s count) between polls.
 pub(crate) struct Op<'a, F> {
     wait: Option<Wait<'a>>,
     guard: Option<SideGuard<'a>>,
@@ -616,6 +613,10 @@ where
         };
         if this.guard.is_none() {
             this.guard = Some(std::task::ready!(Pin::new(&mut this.lock).poll(cx))?);
+            if mode == Mode::Read {
+                // This read may leave data behind without knowing (module docs).
+                fd.inner.drained.store(false, Ordering::Relaxed);
+            }
             if let Err(e) = fd.inner.reg.prepare(mode) {
                 this.guard = None;
                 return Poll::Ready(Err(e.into()));

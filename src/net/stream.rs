@@ -45,7 +45,7 @@ impl NetFd {
         &'a self,
         buf: &'a [u8],
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
-        self.write_op_future(move |fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
+        self.write_op(move |fd| socket::send(fd, &buf[..cap_rw(buf.len())]))
     }
 
     pub(crate) fn write_all<'a>(
@@ -53,7 +53,7 @@ impl NetFd {
         buf: &'a [u8],
     ) -> impl Future<Output = io::Result<()>> + Send + 'a {
         let mut done = 0;
-        self.write_op_future(move |fd| {
+        self.write_op(move |fd| {
             while done < buf.len() {
                 done += socket::send(fd, &buf[done..done + cap_rw(buf.len() - done)])?;
             }
