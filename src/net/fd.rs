@@ -17,6 +17,10 @@
 //! error, and returns at once; the fd itself is closed when the last operation has left.
 //! Dropping the last clone closes too.
 //!
+//! The operations are small hand-written futures ([`ReadStream`] for stream reads, [`Op`] for
+//! the rest) built from two steps, [`LockFuture`] and [`Wait`]; see [`ReadStream`] for why
+//! not `async fn`s.
+//!
 //! # Skipping the read that would fail (TCP)
 //!
 //! With edge-triggered readiness Go must read until `EAGAIN`, so a request-response
