@@ -31,8 +31,8 @@
 //!
 //! A `when` further than [`MAX_DELAY`] ticks after `elapsed()` (about 2.2 years) is **clamped**
 //! to `elapsed() + MAX_DELAY` (saturating at `u64::MAX`): such an entry fires early, at the last
-//! tick the wheel can represent, and `Wheel::when` (test-only) reports the clamped tick. Callers that
-//! want "never" should not arm the entry at all.
+//! tick the wheel can represent, and `Wheel::when` (test-only) reports the clamped tick.
+//! Callers that want "never" should not arm the entry at all.
 //!
 //! Entries live in a slab (`Vec` plus a free list threaded through the vacant entries); ids are
 //! slab indexes and are reused after [`Wheel::remove`]. Each slot is an intrusive doubly-linked
