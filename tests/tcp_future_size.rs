@@ -37,6 +37,10 @@ fn tcp_and_unix_read_write_and_a_connection_handler_futures_stay_small() {
         assert!(read <= 96, "read future: {read} bytes");
         assert!(write <= 96, "write future: {write} bytes");
         assert!(write_all <= 96, "write_all future: {write_all} bytes");
+        let read_exact = std::mem::size_of_val(&c.read_exact(&mut buf));
+        let peek = std::mem::size_of_val(&c.peek(&mut buf));
+        assert!(read_exact <= 128, "read_exact future: {read_exact} bytes");
+        assert!(peek <= 128, "peek future: {peek} bytes");
         let handler = std::mem::size_of_val(&serve(s));
         assert!(handler <= 192, "connection handler future: {handler} bytes");
 

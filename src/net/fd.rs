@@ -18,8 +18,8 @@
 //! Dropping the last clone closes too.
 //!
 //! The operations are small hand-written futures ([`ReadStream`] for stream reads, [`Op`] for
-//! the rest) built from two steps, [`LockFuture`] and [`Wait`]; see [`ReadStream`] for why
-//! not `async fn`s.
+//! the rest, [`ReadOrEmpty`] where an empty buffer returns at once) built from two steps,
+//! [`LockFuture`] and [`Wait`]; see [`ReadStream`] for why not `async fn`s.
 //!
 //! # Skipping the read that would fail (TCP)
 //!
@@ -156,18 +156,17 @@ impl NetFd {
         }
     }
 
-    /// A read-side operation that returns `Ok(0)` without a system call (and without failing
-    /// on a deadline) when `len == 0`: Go's zero-length `Read` (issue 15735).
-    pub(crate) async fn read_op_or_empty(
-        &self,
-        len: usize,
-        mut f: impl FnMut(RawFd) -> io::Result<usize>,
-    ) -> io::Result<usize> {
-        let _guard = self.lock(Side::Read).await?;
-        if len == 0 {
-            return Ok(0);
+    /// A read-side operation that returns `R::default()` (`Ok(0)`) without a system call (and
+    /// without failing on a deadline) when `len == 0`: Go's zero-length `Read` (issue 15735).
+    pub(crate) fn read_op_or_empty<R, F>(&self, len: usize, f: F) -> ReadOrEmpty<'_, F>
+    where
+        R: Default,
+        F: FnMut(RawFd) -> io::Result<R> + Unpin,
+    {
+        ReadOrEmpty {
+            op: self.op(Side::Read, f),
+            empty: len == 0,
         }
-        self.io_loop(Mode::Read, &mut f).await
     }
 
     /// Marks the socket a TCP stream, enabling the skipped read of the module docs.
@@ -285,34 +284,6 @@ impl NetFd {
             reg: &self.inner.reg,
             mode,
             waiting: false,
-        }
-    }
-
-    async fn io_loop<R>(
-        &self,
-        mode: Mode,
-        f: &mut impl FnMut(RawFd) -> io::Result<R>,
-    ) -> io::Result<R> {
-        let reg = &self.inner.reg;
-        if mode == Mode::Read {
-            // This read may leave data behind without knowing (module docs).
-            self.inner.drained.store(false, Ordering::Relaxed);
-        }
-        reg.prepare(mode)?;
-        loop {
-            match f(self.inner.fd) {
-                Ok(r) => return Ok(r),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    Wait {
-                        reg,
-                        mode,
-                        waiting: false,
-                    }
-                    .await?;
-                }
-                Err(e) => return Err(e),
-            }
         }
     }
 
@@ -645,6 +616,31 @@ where
         this.wait = None;
         this.guard = None;
         Poll::Ready(out)
+    }
+}
+
+/// [`NetFd::read_op_or_empty`]: an [`Op`] that, for an empty buffer, only takes the read lock
+/// (so it still fails on a closed socket, and waits its turn) and returns `R::default()`.
+pub(crate) struct ReadOrEmpty<'a, F> {
+    op: Op<'a, F>,
+    empty: bool,
+}
+
+impl<R, F> Future for ReadOrEmpty<'_, F>
+where
+    R: Default,
+    F: FnMut(RawFd) -> io::Result<R> + Unpin,
+{
+    type Output = io::Result<R>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        let this = self.get_mut();
+        if this.empty {
+            let guard = std::task::ready!(Pin::new(&mut this.op.lock).poll(cx))?;
+            drop(guard);
+            return Poll::Ready(Ok(R::default()));
+        }
+        Pin::new(&mut this.op).poll(cx)
     }
 }
 

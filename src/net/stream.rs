@@ -11,20 +11,21 @@ use super::fd::{cap_rw, NetFd};
 use super::socket;
 
 impl NetFd {
-    pub(crate) async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
+    pub(crate) fn read_exact<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
         let len = buf.len();
         let mut done = 0;
-        self.read_op_or_empty(len, |fd| {
+        self.read_op_or_empty(len, move |fd| {
             while done < len {
                 match socket::recv(fd, &mut buf[done..done + cap_rw(len - done)], 0)? {
                     0 => return Err(io::ErrorKind::UnexpectedEof.into()),
                     n => done += n,
                 }
             }
-            Ok(len)
+            Ok(())
         })
-        .await
-        .map(drop)
     }
 
     pub(crate) async fn read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
@@ -33,12 +34,14 @@ impl NetFd {
             .await
     }
 
-    pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn peek<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
         let len = buf.len();
-        self.read_op_or_empty(len, |fd| {
+        self.read_op_or_empty(len, move |fd| {
             socket::recv(fd, &mut buf[..cap_rw(len)], libc::MSG_PEEK)
         })
-        .await
     }
 
     pub(crate) fn write<'a>(

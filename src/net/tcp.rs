@@ -316,8 +316,11 @@ impl TcpStream {
     ///
     /// Fails with `UnexpectedEof` if the peer closes first; on an error the bytes already read
     /// are lost, as with `std::io::Read::read_exact`.
-    pub async fn read_exact(&self, buf: &mut [u8]) -> io::Result<()> {
-        self.fd.read_exact(buf).await
+    pub fn read_exact<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a {
+        self.fd.read_exact(buf)
     }
 
     /// Scatter read (`readv`).
@@ -326,8 +329,11 @@ impl TcpStream {
     }
 
     /// Reads without consuming (`MSG_PEEK`).
-    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.peek(buf).await
+    pub fn peek<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a {
+        self.fd.peek(buf)
     }
 
     /// Writes some of `buf`, waiting for buffer space; returns how much was written.
