@@ -19,7 +19,8 @@
 //!
 //! The operations are small hand-written futures ([`ReadStream`] for stream reads, [`Op`] for
 //! the rest, [`ReadOrEmpty`] where an empty buffer returns at once) built from two steps,
-//! [`LockFuture`] and [`Wait`]; see [`ReadStream`] for why not `async fn`s.
+//! [`LockFuture`] and [`Wait`]; see [`ReadStream`] for why not `async fn`s. Only connect's
+//! steps (`lock_write`, `wait_write_locked`), which run once per socket, stay `async fn`s.
 //!
 //! # Skipping the read that would fail (TCP)
 //!
