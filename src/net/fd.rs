@@ -480,8 +480,8 @@ impl Drop for LockFuture<'_> {
 /// `async fn` nesting others (`read` → `read_stream` → lock and wait) keeps each level's
 /// arguments and awaitee side by side: the read future was 240 bytes and the echo server's
 /// connection future 336. As a struct the read is 80 bytes and the connection 184, which
-/// saves ~150 bytes per idle connection (`tests/tcp_future_size.rs`). CPU per request did not
-/// move measurably (500 and 5,000 connections, interleaved pairs).
+/// saves ~150 bytes per idle connection (`tests/tcp_future_size.rs`); a ready read also got
+/// ~4% cheaper (docs/BENCHMARKS.md).
 ///
 /// Fields drop in declaration order, which is the order a cancelled read must undo its
 /// steps: withdraw the waiter from the descriptor (`wait`) before releasing the lock
