@@ -566,7 +566,9 @@ impl Future for ReadStream<'_> {
 /// One operation ([`NetFd::read_op`], [`NetFd::write_op`]): Go's side lock, `prepareRead` or
 /// `prepareWrite`, and the `EAGAIN` loop around `f`, written out as a future for the same
 /// reason as [`ReadStream`] and with the same drop order. `f` runs the system calls; it keeps
-/// its own progress (`write_all`'s count) between polls.
+/// its own progress (`write_all`'s count) between polls. The loop is [`ReadStream`]'s written
+/// out again on purpose: one shared function for both cost a ready read 15–30 ns (774–788 vs
+/// 788–813 ns in the micro-benchmark's bare read, 3 interleaved runs), even `#[inline(always)]`.
 pub(crate) struct Op<'a, F> {
     wait: Option<Wait<'a>>,
     guard: Option<SideGuard<'a>>,
