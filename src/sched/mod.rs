@@ -23,7 +23,8 @@
 //!
 //! 1. every 61st tick, and early when a check every 8 ticks finds that nobody has polled the
 //!    network for 1 ms: due timers, a non-blocking network poll (if no machine is blocked in the
-//!    poller) whose ready tasks go to the global queue's tail, and a fair share of the global
+//!    poller) whose ready tasks go to the global queue's tail (or to the ring's tail, the same
+//!    place in line, when the global queue is empty and they fit), and a fair share of the global
 //!    queue onto the ring's tail (Go takes one task: with tasks of ~100 µs, 61 ticks are
 //!    milliseconds, and the rest waited for rounds), so none of them starves behind local work;
 //! 2. the `next` slot (the task the running task just woke, capped at 3 polls in a row), then
