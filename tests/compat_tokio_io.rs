@@ -386,3 +386,88 @@ fn close_through_the_trait_half_closes() {
         c.close().unwrap();
     });
 }
+
+// After a trait read that drained the socket, the next one looks for readiness before it
+// reads (`NetFd::poll_read_stream`, "Skipping the read that would fail" in `src/net/fd.rs`).
+// These check that no byte, end of stream or deadline is missed because of it.
+
+#[test]
+fn trait_reads_after_drained_reads_see_every_byte_of_bursts_with_pauses() {
+    run(2, LIMIT, async {
+        let (c, s) = pair().await;
+        const TOTAL: usize = 300_000;
+        let data = payload(TOTAL);
+        let sent = data.clone();
+        let writer = netpoll::spawn(async move {
+            let mut at = 0;
+            let mut k = 0usize;
+            while at < TOTAL {
+                let n = [1, 7, 100, 4096, 65536, 3][k % 6].min(TOTAL - at);
+                t_write_all(&s, &sent[at..at + n]).await.unwrap();
+                at += n;
+                k += 1;
+                if k % 5 == 0 {
+                    netpoll::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            s
+        });
+        let mut got = Vec::with_capacity(TOTAL);
+        let mut buf = vec![0u8; 8192];
+        let mut k = 0usize;
+        while got.len() < TOTAL {
+            // Mostly short trait reads into a large buffer (each drains the socket), mixed
+            // with tiny ones (which leave data behind) and the inherent async read.
+            let n = within(Duration::from_secs(10), "a read during the bursts", async {
+                match k % 4 {
+                    0 | 1 => t_read(&c, &mut buf).await,
+                    2 => t_read(&c, &mut buf[..3]).await,
+                    _ => c.read(&mut buf).await,
+                }
+            })
+            .await
+            .unwrap();
+            assert!(n > 0, "EOF after {} of {TOTAL} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+            k += 1;
+        }
+        assert!(got == data, "the bytes read differ from those sent");
+        drop(writer.await.unwrap());
+    });
+}
+
+#[test]
+fn peer_close_after_a_drained_trait_read_reads_as_eof() {
+    run(2, LIMIT, async {
+        let (c, s) = pair().await;
+        t_write_all(&s, b"abc").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(t_read(&c, &mut buf).await.unwrap(), 3); // short: drained
+        s.close().unwrap();
+        let n = within(Duration::from_secs(5), "EOF after a drained read", async {
+            t_read(&c, &mut buf).await.unwrap()
+        })
+        .await;
+        assert_eq!(n, 0);
+    });
+}
+
+#[test]
+fn deadlines_still_fail_a_trait_read_after_a_drained_read() {
+    run(2, LIMIT, async {
+        let (c, s) = pair().await;
+        t_write_all(&s, b"abc").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(t_read(&c, &mut buf).await.unwrap(), 3); // short: drained
+                                                            // A deadline that passes while the read waits...
+        c.set_read_deadline(Some(Instant::now() + Duration::from_millis(30)))
+            .unwrap();
+        assert_timeout(t_read(&c, &mut buf).await);
+        // ...and one already past, even with data ready (Go).
+        t_write_all(&s, b"d").await.unwrap();
+        assert_timeout(t_read(&c, &mut buf).await);
+        c.set_read_deadline(None).unwrap();
+        assert_eq!(t_read(&c, &mut buf).await.unwrap(), 1);
+        assert_eq!(&buf[..1], b"d");
+    });
+}

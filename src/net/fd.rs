@@ -37,7 +37,8 @@
 //! `EPOLLRDHUP`, `EPOLLERR`). The poller records any such event in a sticky bit before it
 //! publishes the event's readiness, and a socket with the bit never skips: a reader that
 //! missed the record will find the readiness instead. Every other read-side path clears
-//! `drained`, since it may leave data behind without knowing. See [`NetFd::read_stream`].
+//! `drained`, since it may leave data behind without knowing. See [`NetFd::read_stream`] and,
+//! for the poll-based `AsyncRead`s, [`NetFd::poll_read_stream`].
 
 use std::fmt;
 use std::future::Future;
@@ -204,6 +205,69 @@ impl NetFd {
         let guard = std::task::ready!(self.poll_lock(Side::Read, cx))?;
         self.inner.drained.store(false, Ordering::Relaxed);
         self.poll_io(cx, Mode::Read, f, guard)
+    }
+
+    // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
+    #[cfg_attr(
+        not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
+        allow(dead_code)
+    )]
+    /// One poll of a poll-based stream read of up to `len` bytes by `f`: [`NetFd::poll_read_with`]
+    /// with the skipped read of the module docs on a TCP stream, as [`ReadStream`] does. After a
+    /// read that drained the socket it looks for readiness first, and returns `Pending` (the
+    /// waker registered with the descriptor) without a system call when none has arrived.
+    pub(crate) fn poll_read_stream(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut f: impl FnMut(RawFd) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let inner = &*self.inner;
+        if !inner.stream.load(Ordering::Relaxed) {
+            return self.poll_read_with(cx, f);
+        }
+        let guard = std::task::ready!(self.poll_lock(Side::Read, cx))?;
+        let reg = &inner.reg;
+        let wait = |cx: &mut Context<'_>| {
+            // As in `poll_io`: the waker stays with the descriptor after this poll.
+            let mut displaced = None;
+            let waited = reg.poll_wait(cx, Mode::Read, Some(&mut displaced));
+            if let Some(w) = displaced {
+                inner.mutex.park_displaced(Side::Read, w);
+            }
+            waited
+        };
+        let out = (|| {
+            if inner.drained.load(Ordering::Relaxed) {
+                // Readiness that arrived since the drained read is not stale: keep it.
+                reg.check(Mode::Read)?;
+                std::task::ready!(wait(cx))?;
+            } else {
+                reg.prepare(Mode::Read)?;
+            }
+            loop {
+                match f(inner.fd) {
+                    Ok(n) => {
+                        let drained = n > 0 && n < len && !reg.exceptional_seen();
+                        inner.drained.store(drained, Ordering::Relaxed);
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::task::ready!(wait(cx))?;
+                    }
+                    Err(e) => {
+                        inner.drained.store(false, Ordering::Relaxed);
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+        })();
+        if out.is_ready() {
+            inner.mutex.wake_displaced(Side::Read);
+        }
+        drop(guard);
+        out
     }
 
     // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.

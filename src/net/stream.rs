@@ -89,7 +89,7 @@ impl NetFd {
             return std::task::Poll::Ready(self.with_ref(|_| Ok(0)));
         }
         let len = cap_rw(buf.len());
-        self.poll_read_with(cx, |fd| socket::recv_uninit(fd, &mut buf[..len]))
+        self.poll_read_stream(cx, len, |fd| socket::recv_uninit(fd, &mut buf[..len]))
     }
 
     /// One poll of a scatter read (`readv`); empty buffers as in [`NetFd::poll_recv`].
