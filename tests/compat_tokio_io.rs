@@ -436,13 +436,20 @@ fn trait_reads_after_drained_reads_see_every_byte_of_bursts_with_pauses() {
     });
 }
 
+/// A connected pair whose first stream has just made a trait read that drained its socket.
+async fn drained_pair() -> (TcpStream, TcpStream) {
+    let (c, s) = pair().await;
+    t_write_all(&s, b"abc").await.unwrap();
+    // Shorter than the buffer: the read emptied the receive queue.
+    assert_eq!(t_read(&c, &mut [0u8; 64]).await.unwrap(), 3);
+    (c, s)
+}
+
 #[test]
 fn peer_close_after_a_drained_trait_read_reads_as_eof() {
     run(2, LIMIT, async {
-        let (c, s) = pair().await;
-        t_write_all(&s, b"abc").await.unwrap();
+        let (c, s) = drained_pair().await;
         let mut buf = [0u8; 64];
-        assert_eq!(t_read(&c, &mut buf).await.unwrap(), 3); // short: drained
         s.close().unwrap();
         let n = within(Duration::from_secs(5), "EOF after a drained read", async {
             t_read(&c, &mut buf).await.unwrap()
@@ -455,11 +462,9 @@ fn peer_close_after_a_drained_trait_read_reads_as_eof() {
 #[test]
 fn deadlines_still_fail_a_trait_read_after_a_drained_read() {
     run(2, LIMIT, async {
-        let (c, s) = pair().await;
-        t_write_all(&s, b"abc").await.unwrap();
+        let (c, s) = drained_pair().await;
         let mut buf = [0u8; 64];
-        assert_eq!(t_read(&c, &mut buf).await.unwrap(), 3); // short: drained
-                                                            // A deadline that passes while the read waits...
+        // A deadline that passes while the read waits...
         c.set_read_deadline(Some(Instant::now() + Duration::from_millis(30)))
             .unwrap();
         assert_timeout(t_read(&c, &mut buf).await);
