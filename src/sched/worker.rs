@@ -295,9 +295,10 @@ impl Worker<'_> {
             // core that found them (the emptiness check is a hint: at worst a task pushed
             // meanwhile is overtaken once). Put on the ring always, fresh readiness kept
             // overtaking the overflow: at 5,000 connections the least-served got 66% of the
-            // average (`tests/rt_fair_service.rs`). Put on the global queue always, tasks
-            // moved between workers for nothing: hyper with 2 workers had a p99 of 10.9–11.9 ms
-            // against 10.5–11.7 ms this way (8 interleaved pairs, docs/BENCHMARKS.md).
+            // average (`tests/rt_fair_service.rs` guards this). Put on the global queue
+            // always, tasks moved between workers for nothing: hyper with 2 workers had a p99
+            // of 10.9–11.9 ms against 10.5–11.7 ms this way (8 interleaved pairs,
+            // docs/BENCHMARKS.md).
             let mut batch = Batch::new();
             if self.shared.poll_nonblocking(&mut batch) && !batch.is_empty() {
                 if self.shared.inject.is_empty() && batch.len() <= core.run_queue.remaining_slots()
