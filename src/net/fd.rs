@@ -204,7 +204,7 @@ impl NetFd {
         // This read may leave data behind without knowing (module docs).
         let guard = std::task::ready!(self.poll_lock(Side::Read, cx))?;
         self.inner.drained.store(false, Ordering::Relaxed);
-        self.poll_io(cx, Mode::Read, f, guard)
+        self.poll_io(cx, Mode::Read, false, f, guard)
     }
 
     // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
@@ -227,47 +227,24 @@ impl NetFd {
             return self.poll_read_with(cx, f);
         }
         let guard = std::task::ready!(self.poll_lock(Side::Read, cx))?;
-        let reg = &inner.reg;
-        let wait = |cx: &mut Context<'_>| {
-            // As in `poll_io`: the waker stays with the descriptor after this poll.
-            let mut displaced = None;
-            let waited = reg.poll_wait(cx, Mode::Read, Some(&mut displaced));
-            if let Some(w) = displaced {
-                inner.mutex.park_displaced(Side::Read, w);
-            }
-            waited
-        };
-        let out = (|| {
-            if inner.drained.load(Ordering::Relaxed) {
-                // Readiness that arrived since the drained read is not stale: keep it.
-                reg.check(Mode::Read)?;
-                std::task::ready!(wait(cx))?;
-            } else {
-                reg.prepare(Mode::Read)?;
-            }
-            loop {
-                match f(inner.fd) {
-                    Ok(n) => {
-                        let drained = n > 0 && n < len && !reg.exceptional_seen();
-                        inner.drained.store(drained, Ordering::Relaxed);
-                        return Poll::Ready(Ok(n));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        std::task::ready!(wait(cx))?;
-                    }
-                    Err(e) => {
-                        inner.drained.store(false, Ordering::Relaxed);
-                        return Poll::Ready(Err(e));
-                    }
+        let wait_first = inner.drained.load(Ordering::Relaxed);
+        let recv = |fd| {
+            let r = f(fd);
+            match &r {
+                Ok(n) => {
+                    let drained = *n > 0 && *n < len && !inner.reg.exceptional_seen();
+                    inner.drained.store(drained, Ordering::Relaxed);
                 }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => inner.drained.store(false, Ordering::Relaxed),
             }
-        })();
-        if out.is_ready() {
-            inner.mutex.wake_displaced(Side::Read);
-        }
-        drop(guard);
-        out
+            r
+        };
+        self.poll_io(cx, Mode::Read, wait_first, recv, guard)
     }
 
     // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
@@ -282,7 +259,7 @@ impl NetFd {
         f: impl FnMut(RawFd) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let guard = std::task::ready!(self.poll_lock(Side::Write, cx))?;
-        self.poll_io(cx, Mode::Write, f, guard)
+        self.poll_io(cx, Mode::Write, false, f, guard)
     }
 
     // Only the ecosystem traits (`src/compat/`, behind features) poll the socket.
@@ -308,31 +285,43 @@ impl NetFd {
         not(any(feature = "futures-io", feature = "tokio-io", feature = "hyper")),
         allow(dead_code)
     )]
+    /// Go's loop around `f` for one poll of a poll-based caller, holding the side's lock.
+    /// `wait_first` (a read after a drained read) keeps the readiness that arrived since and
+    /// waits for it before the first call of `f`; otherwise the readiness is reset first.
     fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         mode: Mode,
+        wait_first: bool,
         mut f: impl FnMut(RawFd) -> io::Result<R>,
         _guard: SideGuard<'_>,
     ) -> Poll<io::Result<R>> {
         let reg = &self.inner.reg;
         let side = side_of(mode);
+        // The waker stays registered with the descriptor after this poll, without the lock.
+        // A poll-based waker it displaces is kept, to be woken when an operation on this side
+        // completes (see `fd_mutex.rs`).
+        let wait = |cx: &mut Context<'_>| {
+            let mut displaced = None;
+            let waited = reg.poll_wait(cx, mode, Some(&mut displaced));
+            if let Some(w) = displaced {
+                self.inner.mutex.park_displaced(side, w);
+            }
+            waited
+        };
         let out = (|| {
-            reg.prepare(mode)?;
+            if wait_first {
+                reg.check(mode)?;
+                std::task::ready!(wait(cx))?;
+            } else {
+                reg.prepare(mode)?;
+            }
             loop {
                 match f(self.inner.fd) {
                     Ok(r) => return Poll::Ready(Ok(r)),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // The waker stays registered with the descriptor after this poll, without
-                    // the lock. A poll-based waker it displaces is kept, to be woken when an
-                    // operation on this side completes (see `fd_mutex.rs`).
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let mut displaced = None;
-                        let waited = reg.poll_wait(cx, mode, Some(&mut displaced));
-                        if let Some(w) = displaced {
-                            self.inner.mutex.park_displaced(side, w);
-                        }
-                        std::task::ready!(waited)?;
+                        std::task::ready!(wait(cx))?;
                     }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
