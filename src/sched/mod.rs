@@ -22,11 +22,15 @@
 //! A machine with a core runs (`worker.rs`, Go's `schedule`/`findRunnable`):
 //!
 //! 1. every 61st tick, and early when a check every 8 ticks finds that nobody has polled the
-//!    network for 1 ms: due timers, a non-blocking network poll (if no machine is blocked in the
-//!    poller) whose ready tasks go to the global queue's tail (or to the ring's tail, the same
-//!    place in line, when the global queue is empty and they fit), and a fair share of the global
-//!    queue onto the ring's tail (Go takes one task: with tasks of ~100 µs, 61 ticks are
-//!    milliseconds, and the rest waited for rounds), so none of them starves behind local work;
+//!    network for 1 ms: due timers; evening out, when another core's ring is longer by more
+//!    than 4 tasks and 1 ms of polls (half the difference moves to this ring: tasks that only
+//!    ever yield never reach the poller again, and a busy core never steals, so a burst of
+//!    wake-ups that landed on one core would stay there); a non-blocking network poll (if no
+//!    machine is blocked in the poller) whose ready tasks go to the global queue's tail (or to
+//!    the ring's tail, the same place in line, when the global queue is empty and they fit);
+//!    and a fair share of the global queue onto the ring's tail (Go takes one task: with tasks
+//!    of ~100 µs, 61 ticks are milliseconds, and the rest waited for rounds), so none of them
+//!    starves behind local work;
 //! 2. the `next` slot (the task the running task just woke, capped at 3 polls in a row), then
 //!    the ring;
 //! 3. due timers; the global queue, a fair share at once; the network, without blocking

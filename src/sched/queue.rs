@@ -480,6 +480,11 @@ impl<T> Steal<T> {
     /// returns one of them (the oldest) to run now. Takes no more than `dst` has room for
     /// plus the one returned. `None` when the queue is empty or another thief is mid-steal.
     pub(crate) fn steal_into(&self, dst: &mut Local<T>) -> Option<T> {
+        self.steal_up_to(dst, usize::MAX)
+    }
+
+    /// [`Steal::steal_into`], taking at most `max` tasks (the one returned included).
+    pub(crate) fn steal_up_to(&self, dst: &mut Local<T>, max: usize) -> Option<T> {
         debug_assert!(
             !Arc::ptr_eq(&self.inner, &dst.inner),
             "a queue cannot steal from itself"
@@ -491,7 +496,8 @@ impl<T> Steal<T> {
         let (dst_steal, _) = unpack(dst.inner.head.load(Acquire));
         let room = CAPACITY - dst_tail.wrapping_sub(dst_steal);
 
-        let (first, n) = self.claim(room + 1)?;
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let (first, n) = self.claim((room + 1).min(max))?;
 
         // SAFETY: our claim covers `[first, first + n)`: `real` moved past it by our CAS after
         // we loaded (Acquire) a tail beyond it, so the writes are visible and no one else will
@@ -778,6 +784,28 @@ mod tests {
         assert_eq!(steal.steal_into(&mut thief), Some(5));
         assert!(thief.is_empty());
         assert!(steal.is_empty());
+    }
+
+    #[test]
+    fn bounded_steal_takes_at_most_the_bound_oldest_first() {
+        let (mut victim, steal) = local::<u32>();
+        let (mut thief, _) = local::<u32>();
+        fill(&mut victim, 0..20);
+
+        // Half would be 10; the bound of 3 counts the task returned.
+        assert_eq!(steal.steal_up_to(&mut thief, 3), Some(0));
+        assert_eq!(drain(&mut thief), vec![1, 2]);
+        assert_eq!(steal.len(), 17);
+        // A bound above half takes half.
+        assert_eq!(steal.steal_up_to(&mut thief, 100), Some(3));
+        assert_eq!(thief.len(), 8);
+        assert_eq!(
+            steal.steal_up_to(&mut thief, 0),
+            None,
+            "a bound of 0 takes nothing"
+        );
+        assert_eq!(steal.len(), 8);
+        assert_eq!(drain(&mut victim), (12..20).collect::<Vec<_>>());
     }
 
     #[test]

@@ -49,6 +49,18 @@ const POLL_GAP_CHECK_INTERVAL: u32 = 8;
 /// (Go leaves this to sysmon's 10 ms; we keep that as the backstop.)
 const MAX_POLL_GAP_NS: u64 = 1_000_000;
 
+/// How many more tasks another core's ring must hold than this core's before the periodic check
+/// evens the two out (see [`Worker::even_out`]). A margin keeps two nearly equal rings from
+/// trading tasks back and forth.
+const EVEN_OUT_MARGIN: usize = 4;
+
+/// ... and how much longer its tasks must wait, at this core's recent time per poll: as long as
+/// readiness may go unseen ([`MAX_POLL_GAP_NS`]). With short tasks the rings' lengths swing
+/// widely from one moment to the next and even out by themselves; moving tasks then costs
+/// throughput (the hand-written HTTP server with 2 workers, ~10 µs per poll: 1–2% of req/s
+/// without this bound, 1,200 moves a second).
+const EVEN_OUT_MIN_WAIT_NS: u64 = MAX_POLL_GAP_NS;
+
 /// Rounds of stealing over all cores before a spinning machine gives up (Go's `stealTries`).
 const STEAL_ROUNDS: usize = 4;
 
@@ -68,6 +80,10 @@ pub(crate) struct Core {
     next_streak: u32,
     /// Scheduler ticks (task polls) on this core, for the periodic global-queue check.
     tick: u32,
+    /// `tick` and the clock (ns) at the last [`Worker::even_out`], to estimate how long a poll
+    /// takes here; `since_ns` 0 = no estimate (the core was idle meanwhile).
+    even_out_tick: u32,
+    even_out_since_ns: u64,
     /// Whether the machine holding this core is counted in `Idle::nspinning`.
     spinning: bool,
     rand: FastRand,
@@ -81,6 +97,8 @@ impl Core {
             next: None,
             next_streak: 0,
             tick: 0,
+            even_out_tick: 0,
+            even_out_since_ns: 0,
             spinning: false,
             rand: FastRand::new(index as u64 + 1),
         })
@@ -230,6 +248,7 @@ impl Worker<'_> {
     /// Runs tasks with `core` until the machine has no core any more.
     fn run(&self, mut core: Box<Core>, spinning: bool) {
         core.spinning = spinning;
+        core.even_out_since_ns = 0; // idle time must not count as polling time
         self.shared.core_acquired();
         loop {
             if self.shared.is_shutdown() {
@@ -287,6 +306,7 @@ impl Worker<'_> {
                 && self.shared.poll_overdue(MAX_POLL_GAP_NS))
         {
             self.run_timers(core);
+            self.even_out(core);
             // Readiness found while this core still has local work must not overtake tasks
             // that have waited longer in the global queue (ring overflows, earlier polls): the
             // ring drains first, then the global queue in FIFO order. So it goes to the
@@ -328,6 +348,64 @@ impl Worker<'_> {
         }
         core.next_streak = 0;
         core.run_queue.pop()
+    }
+
+    /// Evens out the rings of busy cores: if another core's ring holds more than
+    /// [`EVEN_OUT_MARGIN`] tasks more than this one's, moves half the difference from its front
+    /// to the back of this ring.
+    ///
+    /// Stealing alone only moves tasks when a core runs dry, and a core whose tasks never wait
+    /// for I/O never does. hyper serves up to 16 pipelined requests per poll and then yields:
+    /// with 16 requests in flight, 87% of the polls of a connection's task (50 connections, 2
+    /// workers) ended in a yield, and the task went back to the same ring, never through the
+    /// poller. The tasks stayed where chance had put them: the two rings differed by 14 tasks
+    /// on average (of 47), against 7 on tokio, whose tasks wait for I/O more often and reach
+    /// the other core through its poll. The connections on the longer ring waited longer.
+    /// Evening out the rings here (`tests/rt_even_out.rs` has a bare case) lowered hyper's p99
+    /// from 10.4–10.8 ms to 9.6–10.0 ms (lower in 7 of 8 interleaved pairs; tokio 8.9–9.1 ms)
+    /// and that of echo at 500 connections from 8.7–9.7 ms to 7.8–9.1 ms (6 of 6 pairs), with
+    /// req/s unchanged within 1% (docs/BENCHMARKS.md). Go sends a goroutine that yields to the global queue, which
+    /// shares it out; done here, that did not lower hyper's p99.
+    ///
+    /// It runs with the periodic check, at most every 61 polls and about once a millisecond on
+    /// a core whose polls are long, so its clock read and its reads of the other rings'
+    /// indices cost nothing measurable.
+    fn even_out(&self, core: &mut Core) {
+        let remotes = &self.shared.remotes;
+        if remotes.len() < 2 {
+            return;
+        }
+        // This core's time per poll since the last call (a clock read per periodic check).
+        let now = self.shared.driver.clock.now_ns();
+        let polls = core.tick.wrapping_sub(core.even_out_tick) as u64;
+        let per_poll = match core.even_out_since_ns {
+            0 => 0,
+            since => now.saturating_sub(since) / polls.max(1),
+        };
+        core.even_out_tick = core.tick;
+        core.even_out_since_ns = now;
+        let mine = core.run_queue.len();
+        let longest = remotes
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != core.index)
+            .map(|(i, r)| (i, r.len()))
+            .max_by_key(|&(_, len)| len);
+        let Some((victim, theirs)) = longest else {
+            return;
+        };
+        if theirs <= mine + EVEN_OUT_MARGIN
+            || ((theirs - mine) as u64) * per_poll < EVEN_OUT_MIN_WAIT_NS
+        {
+            return;
+        }
+        // The oldest of the moved tasks comes back to be run now; it joins the others at the
+        // back, since this ring's own tasks have waited longer.
+        if let Some(task) = remotes[victim].steal_up_to(&mut core.run_queue, (theirs - mine) / 2) {
+            metrics::bump(&self.machine.stats.steals);
+            core.run_queue
+                .push_back_or_overflow(task, &self.shared.inject);
+        }
     }
 
     /// Go's `findRunnable`, after the fast path came up empty. Returns the core (possibly a
