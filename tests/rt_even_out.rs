@@ -32,13 +32,6 @@ const SETTLE: Duration = Duration::from_millis(30);
 /// Between rounds every task sleeps, so both cores go idle and the next round starts afresh.
 const PAUSE: Duration = Duration::from_millis(20);
 
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 #[test]
 fn two_busy_workers_share_tasks_that_keep_yielding() {
     let rounds = util_rt::bounded(|| {
@@ -54,7 +47,7 @@ fn two_busy_workers_share_tasks_that_keep_yielding() {
                         let start = t0 + (ROUND + PAUSE) * r as u32;
                         netpoll::time::sleep_until(start).await;
                         while Instant::now() < start + ROUND {
-                            spin(WORK);
+                            util_rt::spin(WORK);
                             if Instant::now() >= start + SETTLE {
                                 polls[r * TASKS + i].fetch_add(1, Ordering::Relaxed);
                             }

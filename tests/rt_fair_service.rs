@@ -39,13 +39,6 @@ const WORK: Duration = Duration::from_micros(20);
 const WARM_UP: Duration = Duration::from_millis(300);
 const MEASURE: Duration = Duration::from_millis(1500);
 
-fn spin(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
-    }
-}
-
 #[test]
 fn every_ready_connection_is_served_about_as_often_as_the_average_with_one_worker() {
     let hard = util_tcp::raise_nofile_limit();
@@ -76,7 +69,7 @@ fn every_ready_connection_is_served_about_as_often_as_the_average_with_one_worke
                                 Ok(0) | Err(_) => return,
                                 Ok(n) => n,
                             };
-                            spin(WORK);
+                            util_rt::spin(WORK);
                             if conn.write_all(&buf[..n]).await.is_err() {
                                 return;
                             }

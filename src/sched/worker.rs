@@ -364,8 +364,8 @@ impl Worker<'_> {
     /// Evening out the rings here (`tests/rt_even_out.rs` has a bare case) lowered hyper's p99
     /// from 10.4–10.8 ms to 9.6–10.0 ms (lower in 7 of 8 interleaved pairs; tokio 8.9–9.1 ms)
     /// and that of echo at 500 connections from 8.7–9.7 ms to 7.8–9.1 ms (6 of 6 pairs), with
-    /// req/s unchanged within 1% (docs/BENCHMARKS.md). Go sends a goroutine that yields to the global queue, which
-    /// shares it out; done here, that did not lower hyper's p99.
+    /// req/s unchanged within 1% (docs/BENCHMARKS.md). Go sends a goroutine that yields to the
+    /// global queue, which shares it out; done here, that did not lower hyper's p99.
     ///
     /// It runs with the periodic check, at most every 61 polls and about once a millisecond on
     /// a core whose polls are long, so its clock read and its reads of the other rings'

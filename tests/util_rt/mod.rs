@@ -54,6 +54,14 @@ pub fn bounded<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> 
     within(WATCHDOG, body)
 }
 
+/// Keeps this thread busy for `d` (work a task does without yielding).
+pub fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
 /// A runtime with `workers` worker cores.
 pub fn rt(workers: usize) -> netpoll::Runtime {
     netpoll::Runtime::builder()
