@@ -11,8 +11,8 @@
 //! counted after the first 30 ms of a round (the check runs every 61 polls at the latest, and
 //! needs two runs to estimate the time per poll) are within 0.88–0.96 and 1.02–1.16 of the
 //! average: the rings hold 13 and 11 tasks, or 14 and 10, a difference the scheduler leaves
-//! alone (`EVEN_OUT_MARGIN` is 4). The bounds below allow 14 and 10 (0.86 and 1.2) but not 15
-//! and 9.
+//! alone (`EVEN_OUT_MARGIN` is 4). 14 and 10 gave 0.80 and 1.19 in an unoptimised build on
+//! CI, so the bounds below leave room around that split; the failure they catch is 23 and 1.
 
 mod util_proc;
 mod util_rt;
@@ -75,7 +75,7 @@ fn two_busy_workers_share_tasks_that_keep_yielding() {
         let least = *per_task.iter().min().unwrap() as f64 / mean;
         let most = *per_task.iter().max().unwrap() as f64 / mean;
         assert!(
-            least >= 0.8 && most <= 1.25,
+            least >= 0.7 && most <= 1.5,
             "round {r}: the least-polled task got {least:.2} and the most-polled {most:.2} of \
              the average ({mean:.0} polls): a core kept most of the tasks ({per_task:?})"
         );
