@@ -488,12 +488,12 @@ impl Report<'_> {
         let _ = writeln!(md, "## The issue's targets (netpoll)\n");
         let _ = writeln!(
             md,
-            "A round is one run of each server, back to back; *met in k of n rounds* compares \
-             netpoll's run with the reference's run of the same round, which a swing of the \
-             machine's speed between rounds does not tilt.\n"
+            "A round is one run of each server, back to back. *Rounds met* compares netpoll's \
+             run with the reference's run of the same round, which a swing of the machine's \
+             speed between rounds does not tilt.\n"
         );
-        let _ = writeln!(md, "| target | measured (medians) | verdict |");
-        let _ = writeln!(md, "|---|---|---|");
+        let _ = writeln!(md, "| target | measured (medians) | verdict | rounds met |");
+        let _ = writeln!(md, "|---|---|---|---|");
         for t in targets {
             let verdict = match t.met {
                 Some(true) => "met",
@@ -504,10 +504,10 @@ impl Report<'_> {
                 None => "not measured",
             };
             let rounds = match t.rounds {
-                Some((met, n)) if n > 1 => format!("; met in {met} of {n} rounds"),
-                _ => String::new(),
+                Some((met, n)) if n > 1 => format!("{met} of {n}"),
+                _ => "–".into(),
             };
-            let _ = writeln!(md, "| {} | {} | {verdict}{rounds} |", t.what, t.measured);
+            let _ = writeln!(md, "| {} | {} | {verdict} | {rounds} |", t.what, t.measured);
         }
         md.push('\n');
     }
