@@ -704,8 +704,7 @@ mod tests {
     }
 
     #[test]
-    fn a_target_missed_at_the_medians_is_flagged_within_noise_when_the_ranges_overlap_and_counts_rounds(
-    ) {
+    fn a_target_missed_at_the_medians_is_within_noise_when_ranges_overlap_and_rounds_are_counted() {
         use crate::run::{Plan, Sample};
         use crate::scenario::table;
         let scenarios = table();
