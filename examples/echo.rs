@@ -15,7 +15,7 @@
 //! `netpoll-bench` drives.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netpoll::net::{TcpListener, TcpStream};
 
@@ -54,7 +54,7 @@ async fn serve(conn: TcpStream, deadline: Option<Duration>) -> io::Result<()> {
     let mut buf = vec![0u8; 4096];
     loop {
         if let Some(idle) = deadline {
-            conn.set_read_deadline(Some(Instant::now() + idle))?;
+            conn.set_read_deadline_after(idle)?;
         }
         let n = conn.read(&mut buf).await?;
         if n == 0 {

@@ -634,3 +634,69 @@ fn set_deadline_on_a_closed_socket_fails() {
         assert_closed(ln.set_deadline(None));
     });
 }
+
+/// `set_*_deadline_after(d)` sets the deadline `d` from now: never early, on both of its
+/// clocks (the precise one below a second, the coarse one, rounded up, from a second on), and
+/// a zero `d` has passed at once, even with data ready.
+#[test]
+fn a_deadline_after_a_duration_never_fires_early() {
+    run(2, LIMIT, async {
+        let (c, s) = pair().await;
+        let mut buf = [0u8; 8];
+        for d in [Duration::from_millis(30), Duration::from_millis(1_000)] {
+            let start = Instant::now();
+            c.set_read_deadline_after(d).unwrap();
+            let r = within(PROMPT + d, "read with a deadline", c.read(&mut buf)).await;
+            assert_timeout(r);
+            let took = start.elapsed();
+            assert!(took >= d, "a deadline {d:?} ahead fired after {took:?}");
+        }
+
+        // Zero: now, which has passed; the ready byte stays queued.
+        s.write_all(b"x").await.unwrap();
+        netpoll::time::sleep(Duration::from_millis(10)).await;
+        c.set_read_deadline_after(Duration::ZERO).unwrap();
+        assert_timeout(c.read(&mut buf).await);
+        // A long one: reads block again and get the byte.
+        c.set_read_deadline_after(Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(c.read(&mut buf).await.unwrap(), 1);
+
+        // The write side and both sides at once.
+        c.set_write_deadline_after(Duration::ZERO).unwrap();
+        assert_timeout(c.write(b"y").await);
+        c.set_deadline_after(Duration::from_secs(3600)).unwrap();
+        c.write_all(b"y").await.unwrap();
+        c.set_deadline_after(Duration::ZERO).unwrap();
+        assert_timeout(c.read(&mut buf).await);
+        assert_timeout(c.write(b"y").await);
+
+        // A duration past the end of the clock is a deadline that never comes.
+        c.set_read_deadline_after(Duration::MAX).unwrap();
+        let c2 = c.clone();
+        let read = netpoll::spawn(async move { c2.read(&mut [0u8; 8]).await });
+        netpoll::time::sleep(BLOCKED).await;
+        assert!(
+            !read.is_finished(),
+            "a read with Duration::MAX ahead returned"
+        );
+        c.close().unwrap();
+        assert_closed(within(PROMPT, "read after close", read).await.unwrap());
+        assert_closed(c.set_read_deadline_after(Duration::from_secs(1)));
+    });
+}
+
+/// A listener's `set_deadline_after` bounds `accept`.
+#[test]
+fn accept_deadline_after_a_duration() {
+    run(1, LIMIT, async {
+        let ln = TcpListener::bind("127.0.0.1:0").unwrap();
+        let d = Duration::from_millis(30);
+        let start = Instant::now();
+        ln.set_deadline_after(d).unwrap();
+        assert_timeout(within(PROMPT, "accept", ln.accept()).await);
+        assert!(start.elapsed() >= d);
+        ln.close().unwrap();
+        assert_closed(ln.set_deadline_after(d));
+    });
+}

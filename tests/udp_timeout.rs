@@ -175,3 +175,29 @@ fn set_deadline_applies_to_both_directions_and_all_clones() {
         assert!(is_timeout(&c.recv_from(&mut b).await.unwrap_err()));
     });
 }
+
+/// The `_after` setters: a zero duration has passed (both directions), a long one blocks, and
+/// a short one fires no earlier than it says.
+#[test]
+fn deadlines_after_a_duration() {
+    run(async {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dst = c.local_addr().unwrap();
+        let mut b = [0u8; 4];
+        c.set_deadline_after(Duration::ZERO).unwrap();
+        assert!(is_timeout(&c.recv(&mut b).await.unwrap_err()));
+        assert!(is_timeout(&c.send_to(b"x", dst).await.unwrap_err()));
+        c.set_write_deadline_after(Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(c.send_to(b"x", dst).await.unwrap(), 1);
+        c.set_read_deadline_after(Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(within(5, c.recv(&mut b)).await.unwrap(), 1);
+        assert!(stays_pending(100, c.recv(&mut b)).await);
+        let d = Duration::from_millis(30);
+        let start = Instant::now();
+        c.set_read_deadline_after(d).unwrap();
+        assert!(is_timeout(&within(5, c.recv(&mut b)).await.unwrap_err()));
+        assert!(start.elapsed() >= d);
+    });
+}

@@ -158,6 +158,18 @@ fn read_deadlines() {
         });
         assert!(is_timeout(&within(5, b.recv(&mut buf)).await.unwrap_err()));
         t.await.unwrap();
+
+        // The `_after` setters: zero has passed, a duration fires no earlier than it says.
+        b.set_deadline_after(Duration::from_secs(3600)).unwrap();
+        a.send(b"x").await.unwrap();
+        assert_eq!(within(5, b.recv(&mut buf)).await.unwrap(), 1);
+        b.set_write_deadline_after(Duration::ZERO).unwrap();
+        assert!(is_timeout(&within(5, b.send(b"y")).await.unwrap_err()));
+        let d = Duration::from_millis(30);
+        let start = Instant::now();
+        b.set_read_deadline_after(d).unwrap();
+        assert!(is_timeout(&within(5, b.recv(&mut buf)).await.unwrap_err()));
+        assert!(start.elapsed() >= d);
     });
 }
 

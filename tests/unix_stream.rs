@@ -169,6 +169,17 @@ fn read_deadline_times_out_and_unblocks() {
         });
         assert!(is_timeout(&within(5, c.read(&mut b)).await.unwrap_err()));
         t.await.unwrap();
+        // The `_after` setters: zero has passed, a duration fires no earlier than it says.
+        c.set_deadline_after(Duration::ZERO).unwrap();
+        assert!(is_timeout(&within(5, c.write(b"x")).await.unwrap_err()));
+        c.set_write_deadline_after(Duration::from_secs(3600))
+            .unwrap();
+        c.write_all(b"x").await.unwrap();
+        let d = Duration::from_millis(30);
+        let start = Instant::now();
+        c.set_read_deadline_after(d).unwrap();
+        assert!(is_timeout(&within(5, c.read(&mut b)).await.unwrap_err()));
+        assert!(start.elapsed() >= d);
     });
 }
 
@@ -233,6 +244,8 @@ fn accept_deadline_times_out() {
         ln.set_deadline(Some(deadline)).unwrap();
         assert!(is_timeout(&within(5, ln.accept()).await.unwrap_err()));
         assert!(Instant::now() >= deadline);
+        ln.set_deadline_after(Duration::ZERO).unwrap();
+        assert!(is_timeout(&within(5, ln.accept()).await.unwrap_err()));
     });
 }
 

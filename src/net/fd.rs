@@ -48,7 +48,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::fd_mutex::{Acquire, FdMutex, Side};
 use crate::pd::{Mode, Registration};
@@ -390,6 +390,18 @@ impl NetFd {
         self.inner
             .reg
             .set_deadline(deadline, mode)
+            .map_err(Into::into)
+    }
+
+    /// [`set_deadline`](Self::set_deadline) to `d` from now (see
+    /// `Registration::set_deadline_after`).
+    pub(crate) fn set_deadline_after(&self, d: Duration, mode: Option<Mode>) -> io::Result<()> {
+        if self.inner.mutex.is_closed() {
+            return Err(crate::pd::closed_error());
+        }
+        self.inner
+            .reg
+            .set_deadline_after(d, mode)
             .map_err(Into::into)
     }
 

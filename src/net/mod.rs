@@ -13,6 +13,17 @@
 //!   moving a deadline later lets later operations block again. Deadlines are sticky: I/O does
 //!   not reset them (to make an idle timeout, set the deadline again before each read). A
 //!   timed-out read returns no data; a timed-out write may have written part of the buffer.
+//!
+//!   `set_read_deadline_after(d)` (and `set_deadline_after`, `set_write_deadline_after`) set
+//!   the deadline `d` from now, for the idle and request timeouts a server moves on every
+//!   request. From a second on they read the kernel's coarse clock rather than the precise
+//!   one (a fifth of the cost: 5.6 against 28.7 ns on the benchmark machine, where the
+//!   precise read was half the cost of a deadline move) and round up by the most it can lag,
+//!   two kernel ticks plus 1 ms: the deadline is never earlier than `Instant::now() + d`, and
+//!   at most 9 ms later on the usual 4 ms tick (under 1% of `d`). A hypervisor that stalls
+//!   the kernel's timekeeping longer than that can make it early by the excess; where a
+//!   deadline must never be early, use `set_read_deadline(Some(Instant::now() + d))`.
+//!   Shorter durations read the precise clock; zero is now, which has passed.
 //! * **Close** from any clone wakes every pending and queued operation on every clone with the
 //!   "use of closed network connection" error ([`is_closed`] tells it apart); the fd is closed
 //!   once those operations have left. Closing twice is an error. Dropping the last clone closes.

@@ -139,6 +139,13 @@ impl TcpListener {
         self.fd.set_deadline(deadline, None)
     }
 
+    /// Sets the deadline to `d` from now: `set_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, None)
+    }
+
     /// Closes the listener: a pending `accept` fails with the closed error.
     pub fn close(&self) -> io::Result<()> {
         self.fd.close()
@@ -377,14 +384,35 @@ impl TcpStream {
         self.fd.set_deadline(deadline, None)
     }
 
+    /// Sets the deadline to `d` from now: `set_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, None)
+    }
+
     /// Sets the read deadline (`None` clears).
     pub fn set_read_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
         self.fd.set_deadline(deadline, Some(Mode::Read))
     }
 
+    /// Sets the read deadline to `d` from now: `set_read_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_read_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, Some(Mode::Read))
+    }
+
     /// Sets the write deadline (`None` clears).
     pub fn set_write_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
         self.fd.set_deadline(deadline, Some(Mode::Write))
+    }
+
+    /// Sets the write deadline to `d` from now: `set_write_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_write_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, Some(Mode::Write))
     }
 
     /// The local address.

@@ -359,6 +359,13 @@ impl UnixListener {
         self.fd.set_deadline(deadline, None)
     }
 
+    /// Sets the deadline to `d` from now: `set_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, None)
+    }
+
     /// Whether closing (or dropping) the listener removes its socket file; shared by all
     /// clones (Go's `SetUnlinkOnClose`). Has no effect for abstract or unnamed addresses, or
     /// for a `from_std` listener whose path could not be read.
@@ -549,14 +556,35 @@ impl UnixStream {
         self.fd.set_deadline(deadline, None)
     }
 
+    /// Sets the deadline to `d` from now: `set_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, None)
+    }
+
     /// Sets the read deadline (`None` clears).
     pub fn set_read_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
         self.fd.set_deadline(deadline, Some(Mode::Read))
     }
 
+    /// Sets the read deadline to `d` from now: `set_read_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_read_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, Some(Mode::Read))
+    }
+
     /// Sets the write deadline (`None` clears).
     pub fn set_write_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
         self.fd.set_deadline(deadline, Some(Mode::Write))
+    }
+
+    /// Sets the write deadline to `d` from now: `set_write_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_write_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, Some(Mode::Write))
     }
 
     /// The local address (unnamed for a client that did not bind).
@@ -729,14 +757,35 @@ impl UnixDatagram {
         self.fd.set_deadline(deadline, None)
     }
 
+    /// Sets the deadline to `d` from now: `set_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, None)
+    }
+
     /// Sets the read deadline (`None` clears).
     pub fn set_read_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
         self.fd.set_deadline(deadline, Some(Mode::Read))
     }
 
+    /// Sets the read deadline to `d` from now: `set_read_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_read_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, Some(Mode::Read))
+    }
+
     /// Sets the write deadline (`None` clears).
     pub fn set_write_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
         self.fd.set_deadline(deadline, Some(Mode::Write))
+    }
+
+    /// Sets the write deadline to `d` from now: `set_write_deadline(Some(Instant::now() + d))`,
+    /// cheaper for `d` of a second or more, when it is never earlier and at most two kernel
+    /// ticks plus 1 ms later (see the [module docs](crate::net)). Zero has passed at once.
+    pub fn set_write_deadline_after(&self, d: Duration) -> io::Result<()> {
+        self.fd.set_deadline_after(d, Some(Mode::Write))
     }
 
     /// The local address (unnamed if not bound).

@@ -53,7 +53,7 @@ use std::fmt;
 use std::io;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::loom::{AtomicU64, Mutex, Ordering};
 use crate::sched::inject::Batch;
@@ -455,9 +455,7 @@ impl Registration {
         deadline: Option<Instant>,
         mode: Option<Mode>,
     ) -> Result<(), PollError> {
-        let pd = self.pd();
-        let shared = &self.handle.shared;
-        let clock = &shared.driver.clock;
+        let clock = &self.handle.shared.driver.clock;
         let d: i64 = match deadline {
             None => 0,
             Some(t) => {
@@ -469,6 +467,33 @@ impl Registration {
                 }
             }
         };
+        self.store_deadline(d, mode)
+    }
+
+    /// [`set_deadline`](Self::set_deadline) to `d` from now, as [`Clock::after`] measures it
+    /// (from the coarse clock for a second or more: no precise clock read). A zero `d` is
+    /// now, which has passed.
+    ///
+    /// [`Clock::after`]: crate::driver::Clock::after
+    pub(crate) fn set_deadline_after(
+        &self,
+        d: Duration,
+        mode: Option<Mode>,
+    ) -> Result<(), PollError> {
+        let d = if d.is_zero() {
+            -1
+        } else {
+            let ns = self.handle.shared.driver.clock.after(d);
+            ns.min(i64::MAX as u64) as i64
+        };
+        self.store_deadline(d, mode)
+    }
+
+    /// Stores a deadline in Go's encoding (0: none, −1: passed, else clock ns), arms its
+    /// timers and wakes the waits a passed one fails.
+    fn store_deadline(&self, d: i64, mode: Option<Mode>) -> Result<(), PollError> {
+        let pd = self.pd();
+        let shared = &self.handle.shared;
         let mut locked = pd.locked.lock();
         if locked.closing || pd.generation() != self.generation {
             return Err(PollError::Closing);

@@ -147,9 +147,8 @@ pub(super) struct Deadline {
     /// ns that bounding by an instant already at hand adds ([`Conn::read_until`]): the
     /// runtime's own machinery, without the clock read.
     pub added_at: f64,
-    /// ns per `Instant::now() + limit`, the clock read that [`Conn::read_within`] makes (the
-    /// same for both runtimes: it is the caller's, or tokio's `timeout`'s, read of `std`'s
-    /// clock).
+    /// ns per `Instant::now() + limit`: the precise clock read that tokio's `timeout` makes
+    /// in [`Conn::read_within`] (netpoll's `set_read_deadline_after` reads the coarse clock).
     pub clock: f64,
     /// Allocations per bounded read (`None` when counting is compiled out).
     pub allocs: Option<f64>,

@@ -93,7 +93,7 @@ impl Spec {
                 ),
                 ("added cost of the deadline / timeout".into(), "ns/read"),
                 (
-                    "… of which the clock read (`Instant::now() + 10 s`)".into(),
+                    "precise clock read (`Instant::now() + 10 s`; in tokio's `timeout`)".into(),
                     "ns/read",
                 ),
                 (
@@ -330,8 +330,9 @@ pub fn run(args: &[String]) -> io::Result<()> {
         writeln!(
             notes,
             "\nDeadline target (netpoll's added cost ≤ half of tokio's): {} \
-             (netpoll +{} ns, tokio +{} ns per read). Both include one read of the clock, \
-             {} ns here ({:.0}% of tokio's added cost).\n\
+             (netpoll +{} ns, tokio +{} ns per read). tokio's includes a precise read of the \
+             clock, {} ns here ({:.0}% of its added cost); netpoll's \
+             `set_read_deadline_after` reads the coarse clock.\n\
              Without the clock read (the instant at hand), netpoll's machinery ≤ half of \
              tokio's: {} (netpoll +{} ns, tokio +{} ns per read).",
             verdict(np <= tk / 2.0),

@@ -40,8 +40,9 @@ pub(super) trait Conn: Send + 'static {
     ) -> impl Future<Output = io::Result<()>> + Send + 'a;
 
     /// The same read, bounded to `limit` from now the way each runtime is meant to be used:
-    /// netpoll moves the read deadline (Go's `SetReadDeadline`), tokio wraps the read in
-    /// `tokio::time::timeout`.
+    /// netpoll moves the read deadline `limit` ahead (`set_read_deadline_after`: Go's
+    /// `SetReadDeadline(time.Now().Add(limit))`, which for a limit of a second or more reads
+    /// the coarse clock), tokio wraps the read in `tokio::time::timeout` (one precise read).
     fn read_within<'a>(
         &'a mut self,
         buf: &'a mut [u8],
@@ -117,7 +118,7 @@ impl Conn for netpoll::net::TcpStream {
         buf: &'a mut [u8],
         limit: Duration,
     ) -> io::Result<usize> {
-        self.set_read_deadline(Some(Instant::now() + limit))?;
+        self.set_read_deadline_after(limit)?;
         netpoll::net::TcpStream::read(self, buf).await
     }
 
