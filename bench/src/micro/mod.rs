@@ -8,9 +8,11 @@
 //! Cases: spawn + join (batch of 1 and of 1000), wake-to-run ping-pong between two tasks over a
 //! hand-written signal (`signal.rs`), ping-pong over loopback TCP, timer insert+cancel and
 //! insert+fire, and the cost of bounding a ready read in time: netpoll moving the read deadline
-//! against tokio's `time::timeout`, split into the clock read both make and the rest (the same
-//! read bounded by an instant already at hand: `set_read_deadline(Some(at))` against
-//! `timeout_at`), with allocations per operation (`alloc.rs`).
+//! 10 s ahead (`set_read_deadline_after`, which reads the coarse clock) against tokio's
+//! `time::timeout` (which reads the precise one), the precise read's own cost, and the same
+//! read bounded by an instant already at hand (`set_read_deadline(Some(at))` against
+//! `timeout_at`: each runtime's machinery without a clock read), with allocations per
+//! operation (`alloc.rs`).
 
 mod alloc;
 mod cases;
