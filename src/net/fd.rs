@@ -457,6 +457,7 @@ pub(crate) struct SideGuard<'a> {
 }
 
 impl Drop for SideGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if self.async_op {
             self.fd.inner.mutex.wake_displaced(self.side);

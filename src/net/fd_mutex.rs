@@ -32,6 +32,10 @@
 //! Queued tasks hold a reference, so the fd cannot be destroyed under them. Handing the lock
 //! over directly keeps the queue FIFO (Go re-races woken waiters against newcomers).
 //!
+//! The fast paths against the slow ones and close are model-checked with loom
+//! (`src/tests/loom_fd_mutex.rs`): one holder per side, no forgotten queued task, and the
+//! destroy verdict given exactly once.
+//!
 //! # Poll-based callers
 //!
 //! `AsyncRead`/`AsyncWrite` implementations have no future to keep a queue place in (a caller
@@ -254,10 +258,35 @@ impl FdMutex {
     }
 
     /// Go's `rwlock`, first attempt: takes a reference and either the lock or a queue place.
+    ///
+    /// The fast path is inlined into the operations: one load and one CAS. Everything else
+    /// (a failed CAS, a locked side, close, the reference limit) takes [`lock_slow`]: out of
+    /// line, each call paid ~20 instructions of register saving for a path that is almost
+    /// never taken (callgrind, HTTP pipelined).
+    ///
+    /// [`lock_slow`]: Self::lock_slow
+    #[inline]
     pub(crate) fn lock(&self, side: Side) -> Result<Acquire, LockError> {
         let bit = side.lock_bit();
+        let old = self.state.load(Ordering::Relaxed);
+        if old & (CLOSED | bit | side.wait_mask()) == 0
+            && old & REF_MASK != REF_MASK
+            && self
+                .state
+                .compare_exchange_weak(old, (old | bit) + REF, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Ok(Acquire::Locked);
+        }
+        self.lock_slow(side)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&self, side: Side) -> Result<Acquire, LockError> {
+        let bit = side.lock_bit();
         let mut old = self.state.load(Ordering::Relaxed);
-        // Fast path: side unlocked and nobody queued.
+        // Fast path again: side unlocked and nobody queued.
         loop {
             if old & CLOSED != 0 {
                 return Err(LockError::Closed);
@@ -361,8 +390,30 @@ impl FdMutex {
     }
 
     /// Go's `rwunlock`. Returns true when the caller must destroy the fd.
+    ///
+    /// Inlined fast path (one load, one CAS) as in [`lock`](Self::lock).
     #[must_use]
+    #[inline]
     pub(crate) fn unlock(&self, side: Side) -> bool {
+        let bit = side.lock_bit();
+        let old = self.state.load(Ordering::Relaxed);
+        debug_assert!(old & bit != 0, "inconsistent fd mutex: unlock without lock");
+        let new = (old & !bit) - REF;
+        if old & side.wait_mask() == 0
+            && self
+                .state
+                .compare_exchange_weak(old, new, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return new & (REF_MASK | CLOSED) == CLOSED;
+        }
+        self.unlock_slow(side)
+    }
+
+    #[cold]
+    #[inline(never)]
+    #[must_use]
+    fn unlock_slow(&self, side: Side) -> bool {
         let bit = side.lock_bit();
         let mut old = self.state.load(Ordering::Relaxed);
         loop {

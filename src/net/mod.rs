@@ -40,7 +40,7 @@
 use std::io;
 
 mod fd;
-mod fd_mutex;
+pub(crate) mod fd_mutex;
 mod socket;
 mod stream;
 mod tcp;
