@@ -49,6 +49,18 @@ fn lock_blocking(m: &FdMutex, side: Side) -> Locked {
     }
 }
 
+/// An operation: lock (waiting if queued), then unlock; counts a destroy verdict from either
+/// the unlock or the release of a queued attempt that close failed.
+fn lock_and_unlock(m: &FdMutex, side: Side, destroyed: &AtomicUsize) {
+    let destroy = match lock_blocking(m, side) {
+        Locked::Yes => m.unlock(side),
+        Locked::Closed { destroy } => destroy,
+    };
+    if destroy {
+        destroyed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Two tasks take the same side in turn: never both inside, and the state is clean after.
 #[test]
 fn loom_fd_mutex_one_holder_per_side_and_queued_tasks_get_the_lock() {
@@ -80,18 +92,7 @@ fn loom_fd_mutex_close_against_lock_destroys_exactly_once() {
         let destroyed = Arc::new(AtomicUsize::new(0));
         let t = {
             let (m, destroyed) = (m.clone(), destroyed.clone());
-            thread::spawn(move || match lock_blocking(&m, Side::Write) {
-                Locked::Yes => {
-                    if m.unlock(Side::Write) {
-                        destroyed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                Locked::Closed { destroy } => {
-                    if destroy {
-                        destroyed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
+            thread::spawn(move || lock_and_unlock(&m, Side::Write, &destroyed))
         };
         m.close().unwrap();
         assert!(matches!(m.lock(Side::Write), Err(LockError::Closed)));
@@ -114,18 +115,7 @@ fn loom_fd_mutex_hand_off_races_close() {
         assert!(matches!(m.lock(Side::Read), Ok(Acquire::Locked)));
         let waiter = {
             let (m, destroyed) = (m.clone(), destroyed.clone());
-            thread::spawn(move || match lock_blocking(&m, Side::Read) {
-                Locked::Yes => {
-                    if m.unlock(Side::Read) {
-                        destroyed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-                Locked::Closed { destroy } => {
-                    if destroy {
-                        destroyed.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            })
+            thread::spawn(move || lock_and_unlock(&m, Side::Read, &destroyed))
         };
         let closer = {
             let (m, destroyed) = (m.clone(), destroyed.clone());
