@@ -404,8 +404,9 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "Server CPU per request; the ratio is *with deadline ÷ without*, per interleaved \
-             pair. netpoll and Go call `set_read_deadline(now + 10 s)` before every read; tokio \
-             wraps every read in `tokio::time::timeout(10 s, ...)`.\n"
+             pair. Before every read netpoll calls `set_read_deadline_after(10 s)` and Go \
+             `SetReadDeadline(time.Now().Add(10 * time.Second))`; tokio wraps every read in \
+             `tokio::time::timeout(10 s, ...)`.\n"
         );
         let _ = writeln!(
             md,
