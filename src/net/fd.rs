@@ -383,26 +383,25 @@ impl NetFd {
         deadline: Option<Instant>,
         mode: Option<Mode>,
     ) -> io::Result<()> {
-        // No reference taken: see `Registration::set_deadline`.
-        if self.inner.mutex.is_closed() {
-            return Err(crate::pd::closed_error());
-        }
-        self.inner
-            .reg
-            .set_deadline(deadline, mode)
-            .map_err(Into::into)
+        self.with_registration(|reg| reg.set_deadline(deadline, mode))
     }
 
     /// [`set_deadline`](Self::set_deadline) to `d` from now (see
     /// `Registration::set_deadline_after`).
     pub(crate) fn set_deadline_after(&self, d: Duration, mode: Option<Mode>) -> io::Result<()> {
+        self.with_registration(|reg| reg.set_deadline_after(d, mode))
+    }
+
+    /// A deadline change: fails on a closed socket, else runs `f`. No reference is taken:
+    /// see `Registration::set_deadline`.
+    fn with_registration(
+        &self,
+        f: impl FnOnce(&Registration) -> Result<(), crate::pd::PollError>,
+    ) -> io::Result<()> {
         if self.inner.mutex.is_closed() {
             return Err(crate::pd::closed_error());
         }
-        self.inner
-            .reg
-            .set_deadline_after(d, mode)
-            .map_err(Into::into)
+        f(&self.inner.reg).map_err(Into::into)
     }
 
     /// Go's `FD.Close`: fails if already closed; otherwise wakes every queued and waiting
