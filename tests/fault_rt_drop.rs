@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netpoll::net::TcpStream;
-use util_fault::{fd_list, thread_names, threads};
+use util_fault::{fd_list, thread_names, threads, threads_settled};
 use util_tcp::{listener, open_fds, raise_nofile_limit, within, Watchdog};
 
 const PAIRS: usize = 1000;
@@ -239,7 +239,7 @@ fn dropping_the_runtime_with_thousands_of_sockets_mid_io_leaks_no_fd_or_thread()
         fd_list()
     );
     assert_eq!(
-        threads(),
+        threads_settled(threads_before),
         threads_before,
         "threads leaked: {:?}",
         thread_names()

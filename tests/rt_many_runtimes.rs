@@ -8,7 +8,7 @@ mod util_rt;
 use std::time::Duration;
 
 use netpoll::net::{TcpListener, TcpStream};
-use util_rt::{bounded, expect_within, open_fds, rt, thread_names, threads};
+use util_rt::{bounded, expect_within, open_fds, rt, thread_names, threads, threads_settled};
 
 const RUNTIMES: usize = 50;
 
@@ -44,7 +44,7 @@ fn fifty_runtimes_created_used_and_dropped_leak_no_thread_or_fd() {
             });
             drop(rt);
             assert_eq!(
-                threads(),
+                threads_settled(threads_before),
                 threads_before,
                 "after runtime {i}: {:?}",
                 thread_names()
@@ -52,7 +52,7 @@ fn fifty_runtimes_created_used_and_dropped_leak_no_thread_or_fd() {
         }
         assert_eq!(open_fds(), fds_before, "descriptors leaked");
         assert_eq!(
-            threads(),
+            threads_settled(threads_before),
             threads_before,
             "threads leaked: {:?}",
             thread_names()

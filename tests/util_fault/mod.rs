@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 #[allow(unused_imports)]
-pub use crate::util_proc::{fd_list, thread_names, threads, Rng};
+pub use crate::util_proc::{fd_list, thread_names, threads, threads_settled, Rng};
 
 /// The length of a [`frame`].
 pub const FRAME: usize = 16;

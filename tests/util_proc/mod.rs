@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The number of open file descriptors of this process (not counting the one used to list
 /// them).
@@ -36,6 +36,21 @@ pub fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("read /proc/self/task")
         .count()
+}
+
+/// The number of threads once it is down to `expected`, or after a second. A thread that was
+/// joined can stay listed for a moment after `join` returns: the kernel wakes the joiner when
+/// the exiting thread clears its id, before it removes the thread from `/proc/self/task`. A
+/// thread really left running stays counted.
+pub fn threads_settled(expected: usize) -> usize {
+    let end = Instant::now() + Duration::from_secs(1);
+    loop {
+        let n = threads();
+        if n <= expected || Instant::now() >= end {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The names of this process's threads (for failure messages).

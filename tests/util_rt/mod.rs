@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use crate::util_proc::{open_fds, thread_names, threads, Rng};
+pub use crate::util_proc::{open_fds, thread_names, threads, threads_settled, Rng};
 
 /// How long any one test body may run before it counts as hung. Generous: the bodies take
 /// well under a second on an idle machine, and CI runs them on two busy cores.
