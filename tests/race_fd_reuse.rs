@@ -1,8 +1,9 @@
 //! Descriptor reuse under load. The kernel hands out the lowest free fd number and the runtime
 //! reuses the most recently freed poll descriptor first, so a socket opened right after another
-//! closed gets both its fd number and its poll descriptor. Events, deadline timers and
-//! deadline changes meant for the old socket must never reach the new one (the generation
-//! check, Go's `fdseq`), and a stale handle must never touch the new socket's data.
+//! closed gets its fd number, and its poll descriptor too once the old socket's last handle is
+//! gone. Events, deadline timers and deadline changes meant for the old socket must never reach
+//! the new one (the generation check, Go's `fdseq`), and a stale handle must never touch the new
+//! socket's data.
 //!
 //! Every message names its connection (`util_fault::frame`), and the server checks that every
 //! frame on a connection carries that connection's id, in sequence; the clients check their
@@ -352,13 +353,14 @@ struct Target {
 
 // Two threads keep setting past deadlines (read, write, both) through clones of a socket, in a
 // tight loop, while the test closes it and opens the next socket, which takes over its fd
-// number and poll descriptor. Once `close` has returned, every call through the old handle
-// fails with the closed error; and the new socket, without a deadline, never times out — the
-// descriptor's generation turns away a call that slipped past the closed check just before the
-// close. 600 sockets.
+// number. Once `close` has returned, every call through the old handle fails with the closed
+// error; and the new socket, without a deadline, never times out — a call that slipped past
+// the closed check just before the close finds the old socket's descriptor closing, because a
+// descriptor is not reused while a handle of its socket lives. 600 sockets.
 //
-// A call slips past the closed check often enough: with the generation comparison removed from
-// `Registration::set_deadline`, this test fails within a fraction of a second (3 runs of 3).
+// A call slips past the closed check often enough: with the descriptor freed at close instead
+// (when the socket leaves the poller), this test fails within a fraction of a second in a
+// release build (3 runs of 3).
 #[test]
 fn deadlines_set_through_a_stale_handle_never_reach_the_socket_that_reuses_its_descriptor() {
     const ITER: u32 = 600;

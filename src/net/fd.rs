@@ -378,6 +378,7 @@ impl NetFd {
     }
 
     /// Go's `SetDeadline`/`SetReadDeadline`/`SetWriteDeadline`; `mode` `None` = both.
+    #[inline]
     pub(crate) fn set_deadline(
         &self,
         deadline: Option<Instant>,
@@ -388,12 +389,14 @@ impl NetFd {
 
     /// [`set_deadline`](Self::set_deadline) to `d` from now (see
     /// `Registration::set_deadline_after`).
+    #[inline]
     pub(crate) fn set_deadline_after(&self, d: Duration, mode: Option<Mode>) -> io::Result<()> {
         self.with_registration(|reg| reg.set_deadline_after(d, mode))
     }
 
     /// A deadline change: fails on a closed socket, else runs `f`. No reference is taken:
     /// see `Registration::set_deadline`.
+    #[inline]
     fn with_registration(
         &self,
         f: impl FnOnce(&Registration) -> Result<(), crate::pd::PollError>,

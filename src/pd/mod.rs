@@ -28,8 +28,10 @@
 //! * `EVENT_ERR` is owned by `info` alone: the poller sets or clears it with a CAS that only
 //!   succeeds while the generation in `info` still matches the event's token, so a late event for
 //!   an earlier socket can never poison the next one (Go #59545).
-//! * The generation changes only in [`Registration::deregister`] (the descriptor is being freed)
-//!   and [`Registration::new`] (reused), both while no operation is in flight.
+//! * The generation changes only when a [`Registration`] drops (the descriptor is freed) and in
+//!   [`Registration::new`] (reused), both while no operation is in flight. A descriptor stays
+//!   its registration's until then, closed or not, so no handle of a socket can ever reach the
+//!   descriptor of the socket that reuses it.
 //! * The slots follow `slot.rs`. At most one task waits on each (the net layer's fd mutex
 //!   guarantees it, as Go's `fdMutex` does).
 //!
@@ -43,9 +45,11 @@
 //! Moving a deadline *later* does not touch the wheel: the armed timer fires at the old time, sees
 //! the deadline has moved, and re-arms itself for the new one (Go 1.23 makes timer changes lazy
 //! the same way). Only a deadline moved *earlier* than the armed time re-arms at once. So a
-//! server that pushes its read deadline forward on every request pays a mutex and a store.
+//! server that pushes its read deadline forward on every request pays one compare-and-swap: a
+//! positive deadline moved later takes no lock at all (`deadline.rs` has the protocol).
 
 pub(crate) mod cache;
+pub(crate) mod deadline;
 pub(crate) mod driver;
 pub(crate) mod slot;
 
@@ -59,6 +63,7 @@ use crate::loom::{AtomicU64, Mutex, Ordering};
 use crate::sched::inject::Batch;
 use crate::sched::{Handle, Shared};
 use crate::time::wheel::TimerId;
+use deadline::{Deadline, Fired};
 use slot::Slot;
 
 const CLOSING: u64 = 1 << 0;
@@ -123,14 +128,16 @@ pub(crate) struct PollDesc {
     rg: Slot,
     wg: Slot,
     info: AtomicU64,
+    /// The read and write deadlines (Go's `rd`/`wd`): written under `locked`, except that a
+    /// positive one may be moved later without it (`deadline.rs`).
+    rd: Deadline,
+    wd: Deadline,
     locked: Mutex<Locked>,
 }
 
 #[derive(Default)]
 struct Locked {
     closing: bool,
-    rd: i64,
-    wd: i64,
     rseq: u64,
     wseq: u64,
     /// The read timer, once allocated (kept for the descriptor's life).
@@ -147,6 +154,8 @@ impl PollDesc {
             rg: Slot::new(),
             wg: Slot::new(),
             info: AtomicU64::new(0),
+            rd: Deadline::new(),
+            wd: Deadline::new(),
             locked: Mutex::new(Locked::default()),
         }
     }
@@ -155,6 +164,13 @@ impl PollDesc {
         match mode {
             Mode::Read => &self.rg,
             Mode::Write => &self.wg,
+        }
+    }
+
+    fn deadline(&self, mode: Mode) -> &Deadline {
+        match mode {
+            Mode::Read => &self.rd,
+            Mode::Write => &self.wd,
         }
     }
 
@@ -182,15 +198,16 @@ impl PollDesc {
 
     /// Go's `publishInfo`: recomputes the summary bits from the locked state, keeping
     /// `EVENT_ERR` and the generation. A read-modify-write, as the ground rules require.
+    /// (A deadline's sign, which sets its bit, only changes under the lock.)
     fn publish_info(&self, locked: &Locked) {
         let mut bits = 0;
         if locked.closing {
             bits |= CLOSING;
         }
-        if locked.rd < 0 {
+        if self.rd.get() < 0 {
             bits |= EXPIRED_READ;
         }
-        if locked.wd < 0 {
+        if self.wd.get() < 0 {
             bits |= EXPIRED_WRITE;
         }
         // Kept: EVENT_ERR, EXCEPTIONAL and the generation.
@@ -227,6 +244,9 @@ impl PollDesc {
             return;
         }
         locked.closing = true;
+        // A closing descriptor has no deadline to extend (`deadline.rs`).
+        self.rd.set(0);
+        self.wd.set(0);
         self.publish_info(&locked);
         let rw = self.rg.unblock();
         let ww = self.wg.unblock();
@@ -260,38 +280,35 @@ impl PollDesc {
         let time = &shared.driver.time;
         let mut guard = self.locked.lock();
         let locked = &mut *guard;
-        let (current, deadline) = match mode {
-            Mode::Read => (locked.rseq, locked.rd),
-            Mode::Write => (locked.wseq, locked.wd),
+        let current = match mode {
+            Mode::Read => locked.rseq,
+            Mode::Write => locked.wseq,
         };
         if seq != current {
-            return; // the descriptor was reused or the deadline moved earlier meanwhile
+            return; // closed, reused, or the deadline moved earlier meanwhile
         }
-        match mode {
-            Mode::Read => locked.rt_when = 0,
-            Mode::Write => locked.wt_when = 0,
-        }
-        if deadline <= 0 {
-            return; // cleared, or already expired by a past deadline
-        }
-        let now = shared.driver.clock.now_ns();
-        if deadline as u64 > now {
-            // Moved later since the timer was armed: re-arm for the new time (lazy extension).
-            let (timer, when) = match mode {
-                Mode::Read => (locked.rt, &mut locked.rt_when),
-                Mode::Write => (locked.wt, &mut locked.wt_when),
-            };
-            *when = deadline as u64;
-            if let Some(id) = timer {
-                if time.arm_deadline(id, deadline as u64, seq) {
-                    shared.timer_added(deadline as u64);
+        let (timer, armed_at) = match mode {
+            Mode::Read => (locked.rt, &mut locked.rt_when),
+            Mode::Write => (locked.wt, &mut locked.wt_when),
+        };
+        *armed_at = 0;
+        match self
+            .deadline(mode)
+            .on_timer(|| shared.driver.clock.now_ns())
+        {
+            Fired::Nothing => return, // cleared, or already expired by a past deadline
+            Fired::Rearm(when) => {
+                // Moved later since the timer was armed (lazy extension). A later extension
+                // finds it armed no later than itself.
+                *armed_at = when;
+                if let Some(id) = timer {
+                    if time.arm_deadline(id, when, seq) {
+                        shared.timer_added(when);
+                    }
                 }
+                return;
             }
-            return;
-        }
-        match mode {
-            Mode::Read => locked.rd = -1,
-            Mode::Write => locked.wd = -1,
+            Fired::Expired => {}
         }
         self.publish_info(locked);
         let waker = self.slot(mode).unblock();
@@ -308,8 +325,8 @@ impl PollDesc {
 ///
 /// `pd` points into the descriptor cache of `handle`'s I/O driver. The cache never frees or
 /// moves a descriptor while the driver lives, and `handle` keeps the driver alive, so `pd` is
-/// valid for as long as the registration exists. Between [`Registration::new`] and
-/// [`Registration::deregister`] this registration is the descriptor's only user.
+/// valid for as long as the registration exists. From [`Registration::new`] until it drops,
+/// this registration is the descriptor's only user.
 pub(crate) struct Registration {
     handle: Handle,
     pd: NonNull<PollDesc>,
@@ -347,8 +364,8 @@ impl Registration {
         let generation = {
             let mut locked = pd.locked.lock();
             locked.closing = false;
-            locked.rd = 0;
-            locked.wd = 0;
+            pd.rd.set(0);
+            pd.wd.set(0);
             locked.rseq = locked.rseq.wrapping_add(1);
             locked.wseq = locked.wseq.wrapping_add(1);
             let mut generation = pd.generation();
@@ -448,8 +465,9 @@ impl Registration {
     /// Go's `pollSetDeadline`. `mode` `None` sets both directions.
     ///
     /// Fails with the closed error once the socket is closed. It takes no reference on the
-    /// socket: the descriptor lock and a generation check keep it from touching a descriptor
-    /// that was freed and reused meanwhile.
+    /// socket: racing a close, it touches only this socket's descriptor, which is not reused
+    /// before the registration drops.
+    #[inline]
     pub(crate) fn set_deadline(
         &self,
         deadline: Option<Instant>,
@@ -475,6 +493,7 @@ impl Registration {
     /// now, which has passed.
     ///
     /// [`Clock::after`]: crate::driver::Clock::after
+    #[inline]
     pub(crate) fn set_deadline_after(
         &self,
         d: Duration,
@@ -491,20 +510,34 @@ impl Registration {
 
     /// Stores a deadline in Go's encoding (0: none, −1: passed, else clock ns), arms its
     /// timers and wakes the waits a passed one fails.
+    #[inline]
     fn store_deadline(&self, d: i64, mode: Option<Mode>) -> Result<(), PollError> {
+        let pd = self.pd();
+        let read = mode != Some(Mode::Write);
+        let write = mode != Some(Mode::Read);
+        // A deadline moved later: one compare-and-swap per direction, no lock. A positive
+        // deadline is never a closing socket's (`deadline.rs`), so this cannot miss a close.
+        if d > 0 && (!read || pd.rd.extend(d)) && (!write || pd.wd.extend(d)) {
+            return Ok(());
+        }
+        self.store_deadline_locked(d, read, write)
+    }
+
+    /// Every other deadline change: under the descriptor lock.
+    #[inline(never)]
+    fn store_deadline_locked(&self, d: i64, read: bool, write: bool) -> Result<(), PollError> {
         let pd = self.pd();
         let shared = &self.handle.shared;
         let mut locked = pd.locked.lock();
-        if locked.closing || pd.generation() != self.generation {
+        if locked.closing {
             return Err(PollError::Closing);
         }
-        let read = mode != Some(Mode::Write);
-        let write = mode != Some(Mode::Read);
+        debug_assert_eq!(pd.generation(), self.generation);
         if read {
-            locked.rd = d;
+            pd.rd.set(d);
         }
         if write {
-            locked.wd = d;
+            pd.wd.set(d);
         }
         pd.publish_info(&locked);
         let mut earliest = None;
@@ -567,6 +600,10 @@ impl Registration {
         locked.closing = true;
         locked.rseq = locked.rseq.wrapping_add(1);
         locked.wseq = locked.wseq.wrapping_add(1);
+        // A closing descriptor has no deadline to extend (`deadline.rs`); closing outranks an
+        // expired one in every check anyway.
+        pd.rd.set(0);
+        pd.wd.set(0);
         pd.publish_info(locked);
         let rw = pd.rg.unblock();
         let ww = pd.wg.unblock();
@@ -590,15 +627,15 @@ impl Registration {
         }
     }
 
-    /// Go's `pollClose`: removes `fd` from the poller and frees the descriptor. Must run after
-    /// [`Registration::evict`], once no operation is in flight, and before `fd` is closed.
+    /// Go's `pollClose`: removes `fd` from the poller. Must run after
+    /// [`Registration::evict`], once no operation is in flight, and before `fd` is closed. The
+    /// descriptor stays this registration's, closing, until the registration drops.
     pub(crate) fn deregister(&self, fd: std::os::fd::RawFd) {
         let io = &self.handle.shared.driver.io;
         // The fd may already be gone from the interest list (e.g. the runtime shut down); there
         // is nothing useful to do with an error here.
         let _ = io.poller.deregister(fd);
         io.count_registration(-1);
-        Self::free(io, self.index, self.pd());
     }
 
     fn free(io: &driver::IoDriver, index: u32, pd: &PollDesc) {
@@ -619,6 +656,14 @@ impl Registration {
             "netpoll: freeing a poll descriptor with a waiter"
         );
         io.cache.free(index);
+    }
+}
+
+impl Drop for Registration {
+    /// Frees the descriptor for reuse: the last handle on the socket is gone, so nothing can
+    /// reach the descriptor through this registration any more.
+    fn drop(&mut self) {
+        Self::free(&self.handle.shared.driver.io, self.index, self.pd());
     }
 }
 
@@ -668,12 +713,9 @@ mod tests {
         pd.set_exceptional(3);
         assert_ne!(pd.info.load(Ordering::Acquire) & EXCEPTIONAL, 0);
         // A deadline publish recomputes the summary bits but keeps the sticky ones.
-        let locked = Locked {
-            rd: -1,
-            ..Locked::default()
-        };
+        pd.rd.set(-1);
         pd.set_event_err(true, 3);
-        pd.publish_info(&locked);
+        pd.publish_info(&Locked::default());
         let info = pd.info.load(Ordering::Acquire);
         assert_ne!(info & EXCEPTIONAL, 0);
         assert_ne!(info & EVENT_ERR, 0);
