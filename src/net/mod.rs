@@ -24,6 +24,10 @@
 //!   the kernel's timekeeping longer than that can make it early by the excess; where a
 //!   deadline must never be early, use `set_read_deadline(Some(Instant::now() + d))`.
 //!   Shorter durations read the precise clock; zero is now, which has passed.
+//!
+//!   Moving a deadline that is set and not yet passed to a later time, by either kind of
+//!   setter, takes no lock: one compare-and-swap, none when the time is unchanged (as within a
+//!   tick of the coarse clock). Every other change takes the socket's descriptor lock.
 //! * **Close** from any clone wakes every pending and queued operation on every clone with the
 //!   "use of closed network connection" error ([`is_closed`] tells it apart); the fd is closed
 //!   once those operations have left. Closing twice is an error. Dropping the last clone closes.
