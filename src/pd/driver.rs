@@ -172,3 +172,90 @@ pub(crate) fn route(waker: Waker, batch: &mut Batch) {
         Err(waker) => waker.wake(),
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+
+    use super::super::{PollDesc, PollError, EVENT_ERR, EXCEPTIONAL, GEN_SHIFT};
+    use super::*;
+
+    /// A descriptor in use by `generation`, as `Registration::new` leaves it.
+    fn in_use(io: &IoDriver, generation: u32) -> (u32, &PollDesc) {
+        let (index, pd) = io.cache.alloc();
+        pd.rg.init();
+        pd.wg.init();
+        pd.info
+            .store((generation as u64) << GEN_SHIFT, Ordering::Release);
+        (index, pd)
+    }
+
+    /// Registers `fd` under `index` and `generation`, then runs one non-blocking poll.
+    fn deliver(io: &IoDriver, fd: &impl AsRawFd, index: u32, generation: u32) {
+        let token = ((generation as u64) << GEN_SHIFT) | index as u64;
+        io.poller.register(fd.as_raw_fd(), token).unwrap();
+        let mut batch = Batch::new();
+        io.wait(&mut Events::new(), Some(Duration::ZERO), &mut batch);
+        assert!(batch.is_empty(), "no task waits on the descriptor");
+    }
+
+    /// A stream socket with data to read and its peer gone: readable, hung up.
+    fn hung_up_socket() -> UnixStream {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"x").unwrap();
+        drop(b);
+        a
+    }
+
+    /// The write end of a full pipe whose read end is closed: the one event that is exactly
+    /// `EPOLLERR` (not writable: no room; the error: no reader).
+    fn error_only_pipe() -> OwnedFd {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a writable array of two c_ints, as pipe2 requires.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+        assert_eq!(rc, 0, "pipe2: {}", io::Error::last_os_error());
+        // SAFETY: pipe2 just returned these two descriptors, owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let mut file = std::fs::File::from(write);
+        let chunk = [0u8; 4096];
+        while file.write(&chunk).is_ok() {}
+        drop(read);
+        file.into()
+    }
+
+    #[test]
+    fn an_event_of_an_earlier_socket_never_reaches_the_descriptor_that_reuses_it() {
+        let io = IoDriver::new().unwrap();
+        let (index, pd) = in_use(&io, 7);
+        // Late events of the socket that had the descriptor before (generation 6): readiness,
+        // hang-up and an error-only event. None may mark the new socket's descriptor.
+        let (stale_socket, stale_pipe) = (hung_up_socket(), error_only_pipe());
+        deliver(&io, &stale_socket, index, 6);
+        deliver(&io, &stale_pipe, index, 6);
+        assert!(
+            !pd.rg.is_ready() && !pd.wg.is_ready(),
+            "stale readiness delivered"
+        );
+        let info = pd.info.load(Ordering::Acquire);
+        assert_eq!(
+            info & (EVENT_ERR | EXCEPTIONAL),
+            0,
+            "stale error bits: {info:#x}"
+        );
+        assert_eq!(PollDesc::check(info, Mode::Read), Ok(()));
+
+        // The same events under the current generation do (the control).
+        let current_socket = hung_up_socket();
+        deliver(&io, &current_socket, index, 7);
+        assert!(pd.rg.is_ready(), "readiness not delivered");
+        assert_ne!(pd.info.load(Ordering::Acquire) & EXCEPTIONAL, 0);
+        deliver(&io, &error_only_pipe(), index, 7);
+        assert_eq!(
+            PollDesc::check(pd.info.load(Ordering::Acquire), Mode::Read),
+            Err(PollError::NotPollable),
+            "the error-only event did not mark the descriptor"
+        );
+    }
+}
