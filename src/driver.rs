@@ -51,7 +51,7 @@ pub(crate) struct Clock {
 /// precise read on the benchmark machine (5.6 against 28.7 ns), and at 1 s its rounding up
 /// (at most `coarse_slack`, 9 ms at the usual tick) is under 1%. Idle and request timeouts,
 /// the deadlines servers move on every request, are seconds.
-const COARSE_FROM: Duration = Duration::from_secs(1);
+pub(crate) const COARSE_FROM: Duration = Duration::from_secs(1);
 
 /// `clock_gettime(id)` in nanoseconds.
 fn clock_ns(id: libc::clockid_t) -> u64 {
@@ -136,6 +136,14 @@ impl Clock {
         } else {
             self.now_ns().saturating_add(d)
         }
+    }
+
+    /// [`after`](Self::after) as an `Instant` (for timers, whose deadlines are instants);
+    /// `None` if that is beyond what `Instant` can represent.
+    #[inline]
+    pub(crate) fn after_instant(&self, d: Duration) -> Option<Instant> {
+        self.base
+            .checked_add(Duration::from_nanos(self.after(d).saturating_sub(1)))
     }
 
     #[inline]

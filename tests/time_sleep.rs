@@ -45,6 +45,67 @@ fn concurrent_sleeps_of_random_durations_never_return_early() {
     });
 }
 
+// From a second on, inside a runtime, the deadline comes from the coarse clock: never before
+// `Instant::now() + d`, and late by at most two kernel ticks plus 1 ms (the bound here, 50 ms,
+// holds for ticks as long as 10 ms with room to spare). Outside a runtime, and below a second,
+// it is the precise `Instant::now() + d`. Many tries, so that the coarse clock's lag sweeps its
+// range.
+#[test]
+fn deadlines_of_sleeps_and_timeouts_are_never_early_and_at_most_a_few_ticks_late() {
+    const SLACK: Duration = Duration::from_millis(50);
+    fn check(before: Instant, deadline: Instant, after: Instant, d: Duration, slack: Duration) {
+        assert!(
+            deadline >= before + d,
+            "{d:?}: early by {:?}",
+            before + d - deadline
+        );
+        assert!(
+            deadline <= after + d + slack,
+            "{d:?}: late by {:?}",
+            deadline - (after + d)
+        );
+    }
+    bounded(|| {
+        for d in [
+            Duration::from_millis(999),
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        ] {
+            // Outside a runtime: the precise clock.
+            let before = Instant::now();
+            let deadline = netpoll::time::sleep(d).deadline();
+            check(before, deadline, Instant::now(), d, Duration::ZERO);
+        }
+        let rt = rt(1);
+        rt.block_on(async {
+            for i in 0..20_000u32 {
+                let d = match i % 3 {
+                    0 => Duration::from_millis(999),
+                    1 => Duration::from_secs(1),
+                    _ => Duration::from_secs(3600),
+                };
+                let before = Instant::now();
+                let deadline = netpoll::time::sleep(d).deadline();
+                let after = Instant::now();
+                let slack = if d < Duration::from_secs(1) {
+                    Duration::ZERO
+                } else {
+                    SLACK
+                };
+                check(before, deadline, after, d, slack);
+            }
+            // A timeout's deadline is a sleep's: the ready future wins, the pending one fails
+            // no earlier than a second after the call.
+            let start = Instant::now();
+            let r = netpoll::time::timeout(Duration::from_secs(1), async { 7 }).await;
+            assert_eq!(r.ok(), Some(7));
+            let r = netpoll::time::timeout(Duration::from_secs(1), std::future::pending::<()>());
+            assert!(r.await.is_err());
+            assert!(start.elapsed() >= Duration::from_secs(1), "timed out early");
+        });
+    });
+}
+
 #[test]
 fn sleep_until_a_past_instant_and_a_zero_sleep_are_ready_at_once() {
     bounded(|| {

@@ -71,6 +71,21 @@ pub(crate) fn try_current() -> Option<Handle> {
         .flatten()
 }
 
+/// Runs `f` with the current runtime, if any, without cloning its handle.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Handle>) -> R) -> R {
+    let mut f = Some(f);
+    let result = CONTEXT.try_with(|cx| {
+        let f = f.take().expect("called once");
+        f(cx.handle.borrow().as_ref())
+    });
+    match result {
+        Ok(r) => r,
+        // During thread-local destruction: as outside a runtime.
+        Err(_) => (f.take().expect("not called yet"))(None),
+    }
+}
+
 /// The current runtime; panics with a clear message outside one.
 #[track_caller]
 pub(crate) fn current() -> Handle {

@@ -5,12 +5,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::wheel::TimerId;
+use crate::driver::COARSE_FROM;
 use crate::sched::{context, Handle};
 
 /// Waits until `duration` has elapsed.
 ///
 /// The returned future completes no earlier than `duration` after this call, rounded up to
-/// the timer resolution of one millisecond.
+/// the timer resolution of one millisecond (and, for a second or more inside a runtime, to the
+/// coarse clock's: see the [module docs](crate::time)).
 ///
 /// # Panics
 ///
@@ -26,10 +28,22 @@ use crate::sched::{context, Handle};
 /// # });
 /// ```
 pub fn sleep(duration: Duration) -> Sleep {
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    sleep_until(deadline)
+    sleep_until(deadline_after(duration))
+}
+
+/// `Instant::now() + duration`, or later by the coarse clock's rounding for a second or more
+/// inside a runtime (see the module docs); [`far_future`] when it overflows.
+pub(crate) fn deadline_after(duration: Duration) -> Instant {
+    let coarse = context::with_current(|handle| {
+        handle.and_then(|h| {
+            (duration >= COARSE_FROM)
+                .then(|| h.shared.driver.clock.after_instant(duration))
+                .flatten()
+        })
+    });
+    coarse
+        .or_else(|| Instant::now().checked_add(duration))
+        .unwrap_or_else(far_future)
 }
 
 /// Waits until `deadline`.

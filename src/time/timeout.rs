@@ -5,12 +5,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::sleep::{far_future, sleep_until, Sleep};
+use super::sleep::{deadline_after, sleep_until, Sleep};
 
 /// Runs `future` for at most `duration`.
 ///
 /// Returns `Err(Elapsed)` if the future has not completed by then; the future is dropped. The
-/// future is polled before the timer is checked, so a future that is ready wins.
+/// future is polled before the timer is checked, so a future that is ready wins. The deadline
+/// is measured as [`sleep`](super::sleep)'s (from the coarse clock for a second or more inside
+/// a runtime: never early, at most a few milliseconds late).
 ///
 /// # Panics
 ///
@@ -26,10 +28,7 @@ use super::sleep::{far_future, sleep_until, Sleep};
 /// # });
 /// ```
 pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    timeout_at(deadline, future)
+    timeout_at(deadline_after(duration), future)
 }
 
 /// Runs `future` until `deadline` at most. See [`timeout`].

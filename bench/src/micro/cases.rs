@@ -147,6 +147,8 @@ pub(super) struct Deadline {
     /// ns that bounding by an instant already at hand adds ([`Conn::read_until`]): the
     /// runtime's own machinery, without the clock read.
     pub added_at: f64,
+    /// ns that the runtime's own `time::timeout` adds ([`Conn::read_timeout`]).
+    pub added_timeout: f64,
     /// ns per `Instant::now() + limit`: the precise clock read that tokio's `timeout` makes
     /// in [`Conn::read_within`] (netpoll's `set_read_deadline_after` reads the coarse clock).
     pub clock: f64,
@@ -165,9 +167,10 @@ enum Bound {
     None,
     Within,
     Until,
+    Timeout,
 }
 
-/// Ready reads on a loopback connection, bare and bounded both ways, in `rounds` rounds of
+/// Ready reads on a loopback connection, bare and bounded each way (`Bound`), in `rounds` rounds of
 /// `batch` one-byte reads of each kind (the order of the kinds rotates from round to round);
 /// before each run of reads the peer writes `batch` bytes and the first one is read, untimed,
 /// so every timed read finds data ready.
@@ -190,6 +193,7 @@ pub(super) async fn deadline<R: Rt>(rounds: usize, batch: usize) -> io::Result<D
                 Bound::None => bare_read(conn, &mut buf).await?,
                 Bound::Within => conn.read_within(&mut buf, limit).await?,
                 Bound::Until => conn.read_until(&mut buf, at).await?,
+                Bound::Timeout => conn.read_timeout(&mut buf, limit).await?,
             };
             if n != 1 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -197,11 +201,17 @@ pub(super) async fn deadline<R: Rt>(rounds: usize, batch: usize) -> io::Result<D
         }
         io::Result::Ok(ns_per(start.elapsed(), batch - 1))
     };
-    let kinds = [Bound::None, Bound::Within, Bound::Until];
-    let (mut bare, mut bounded, mut added, mut added_at, mut clock) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let kinds = [Bound::None, Bound::Within, Bound::Until, Bound::Timeout];
+    let (mut bare, mut bounded, mut added, mut added_at, mut added_timeout, mut clock) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for round in 0..rounds {
-        let mut ns = [0.0; 3];
+        let mut ns = [0.0; 4];
         for k in 0..kinds.len() {
             let k = (k + round) % kinds.len();
             ns[k] = reads(&mut conn, kinds[k], false).await?;
@@ -210,6 +220,7 @@ pub(super) async fn deadline<R: Rt>(rounds: usize, batch: usize) -> io::Result<D
         bounded.push(ns[1]);
         added.push(ns[1] - ns[0]);
         added_at.push(ns[2] - ns[0]);
+        added_timeout.push(ns[3] - ns[0]);
         let start = Instant::now();
         for _ in 1..batch {
             black_box(Instant::now() + black_box(limit));
@@ -226,6 +237,7 @@ pub(super) async fn deadline<R: Rt>(rounds: usize, batch: usize) -> io::Result<D
         bounded: median(bounded),
         added: median(added),
         added_at: median(added_at),
+        added_timeout: median(added_timeout),
         clock: median(clock),
         allocs,
     })

@@ -11,8 +11,9 @@
 //! 10 s ahead (`set_read_deadline_after`, which reads the coarse clock) against tokio's
 //! `time::timeout` (which reads the precise one), the precise read's own cost, and the same
 //! read bounded by an instant already at hand (`set_read_deadline(Some(at))` against
-//! `timeout_at`: each runtime's machinery without a clock read), with allocations per
-//! operation (`alloc.rs`).
+//! `timeout_at`: each runtime's machinery without a clock read), the read inside each runtime's
+//! own `time::timeout` (tokio-style code on netpoll), with allocations per operation
+//! (`alloc.rs`).
 
 mod alloc;
 mod cases;
@@ -102,6 +103,10 @@ impl Spec {
                     "added cost, instant at hand: deadline (np) / `timeout_at` (tokio)".into(),
                     "ns/read",
                 ),
+                (
+                    "added cost, each runtime's own `time::timeout(10 s, read)`".into(),
+                    "ns/read",
+                ),
                 ("allocations per bounded read".into(), "allocs/read"),
             ],
         }
@@ -176,6 +181,7 @@ async fn pass<R: Rt>(spec: Spec, ops: usize) -> io::Result<Vec<f64>> {
                 d.added,
                 d.clock,
                 d.added_at,
+                d.added_timeout,
                 d.allocs.unwrap_or(f64::NAN),
             ]
         }

@@ -57,6 +57,14 @@ pub(super) trait Conn: Send + 'static {
         buf: &'a mut [u8],
         at: Instant,
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// The same read inside the runtime's own `time::timeout(limit, ...)`: what code written
+    /// in tokio's style pays on either runtime (for tokio, [`Conn::read_within`] again).
+    fn read_timeout<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        limit: Duration,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 }
 
 pub(super) struct Netpoll(netpoll::Runtime);
@@ -125,6 +133,17 @@ impl Conn for netpoll::net::TcpStream {
     async fn read_until<'a>(&'a mut self, buf: &'a mut [u8], at: Instant) -> io::Result<usize> {
         self.set_read_deadline(Some(at))?;
         netpoll::net::TcpStream::read(self, buf).await
+    }
+
+    async fn read_timeout<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        limit: Duration,
+    ) -> io::Result<usize> {
+        match netpoll::time::timeout(limit, netpoll::net::TcpStream::read(self, buf)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
     }
 }
 
@@ -201,5 +220,13 @@ impl Conn for tokio::net::TcpStream {
             Ok(r) => r,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
         }
+    }
+
+    async fn read_timeout<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        limit: Duration,
+    ) -> io::Result<usize> {
+        self.read_within(buf, limit).await
     }
 }
