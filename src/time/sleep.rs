@@ -34,13 +34,13 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// `Instant::now() + duration`, or later by the coarse clock's rounding for a second or more
 /// inside a runtime (see the module docs); [`far_future`] when it overflows.
 pub(crate) fn deadline_after(duration: Duration) -> Instant {
-    let coarse = context::with_current(|handle| {
-        handle.and_then(|h| {
-            (duration >= COARSE_FROM)
-                .then(|| h.shared.driver.clock.after_instant(duration))
-                .flatten()
+    let coarse = if duration >= COARSE_FROM {
+        context::with_current(|handle| {
+            handle.and_then(|h| h.shared.driver.clock.after_instant(duration))
         })
-    });
+    } else {
+        None
+    };
     coarse
         .or_else(|| Instant::now().checked_add(duration))
         .unwrap_or_else(far_future)
