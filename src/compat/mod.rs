@@ -30,7 +30,8 @@ pub mod hyper;
 #[cfg(feature = "tokio-io")]
 mod tokio_io;
 
-/// Views an initialised buffer as possibly-uninitialised memory for [`recv_uninit`].
+/// Views an initialised buffer as possibly-uninitialised memory for the socket layer's
+/// `recv_uninit` (`net/socket.rs`).
 ///
 /// # Safety
 ///

@@ -8,7 +8,7 @@
 //! These futures find their runtime when first polled (inside a task or `Runtime::block_on`),
 //! so they may be created anywhere: `rt.block_on(netpoll::time::sleep(d))` works.
 //!
-//! A [`sleep`] or [`timeout`] of a second or more created inside a runtime measures its
+//! A [`sleep()`] or [`timeout()`] of a second or more created inside a runtime measures its
 //! deadline from the kernel's coarse clock, like the sockets' `set_read_deadline_after`: never
 //! earlier than `Instant::now() + d`, at most two kernel ticks plus 1 ms later (9 ms at the
 //! usual 4 ms tick, under 1% of `d`), and without the precise clock read that costs most of a

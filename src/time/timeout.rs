@@ -11,7 +11,7 @@ use super::sleep::{deadline_after, sleep_until, Sleep};
 ///
 /// Returns `Err(Elapsed)` if the future has not completed by then; the future is dropped. The
 /// future is polled before the timer is checked, so a future that is ready wins. The deadline
-/// is measured as [`sleep`](super::sleep)'s (from the coarse clock for a second or more inside
+/// is measured as [`sleep`](super::sleep())'s (from the coarse clock for a second or more inside
 /// a runtime: never early, at most a few milliseconds late).
 ///
 /// # Panics
