@@ -71,19 +71,13 @@ pub(crate) fn try_current() -> Option<Handle> {
         .flatten()
 }
 
-/// Runs `f` with the current runtime, if any, without cloning its handle.
+/// `f` applied to the current runtime, if any, without cloning its handle.
 #[inline]
-pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Handle>) -> R) -> R {
-    let mut f = Some(f);
-    let result = CONTEXT.try_with(|cx| {
-        let f = f.take().expect("called once");
-        f(cx.handle.borrow().as_ref())
-    });
-    match result {
-        Ok(r) => r,
-        // During thread-local destruction: as outside a runtime.
-        Err(_) => (f.take().expect("not called yet"))(None),
-    }
+pub(crate) fn with_current<R>(f: impl FnOnce(&Handle) -> R) -> Option<R> {
+    CONTEXT
+        .try_with(|cx| cx.handle.borrow().as_ref().map(f))
+        .ok()
+        .flatten()
 }
 
 /// The current runtime; panics with a clear message outside one.

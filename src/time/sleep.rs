@@ -35,9 +35,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 /// inside a runtime (see the module docs); [`far_future`] when it overflows.
 pub(crate) fn deadline_after(duration: Duration) -> Instant {
     let coarse = if duration >= COARSE_FROM {
-        context::with_current(|handle| {
-            handle.and_then(|h| h.shared.driver.clock.after_instant(duration))
-        })
+        context::with_current(|h| h.shared.driver.clock.after_instant(duration)).flatten()
     } else {
         None
     };
