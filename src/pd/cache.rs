@@ -23,9 +23,14 @@ use std::ptr;
 
 /// Descriptors in page 0. 64 descriptors of about 200 bytes: a few kilobytes, like Go's
 /// 4 KiB `pollBlockSize`.
+#[cfg(not(loom))]
 const FIRST_PAGE: usize = 64;
-/// Enough pages for 64 * (2^27 - 1) descriptors: every u32 index has a page.
-const PAGES: usize = 27;
+/// Under loom, two, so that a model's third descriptor already needs a new page.
+#[cfg(loom)]
+const FIRST_PAGE: usize = 2;
+/// Enough pages for `FIRST_PAGE * (2^PAGES - 1)` ≥ 2^32 descriptors: every u32 index has a
+/// page (27 pages of 64 upwards).
+const PAGES: usize = 33 - FIRST_PAGE.trailing_zeros() as usize;
 
 pub(crate) struct Cache {
     pages: [AtomicPtr<PollDesc>; PAGES],

@@ -10,7 +10,7 @@ use super::Mode;
 use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::sched::inject::Batch;
 use crate::sched::{task, Handle};
-use crate::sys::{Events, Poller};
+use crate::sys::{Event, Events, Poller};
 
 pub(crate) struct IoDriver {
     pub(super) poller: Poller,
@@ -96,30 +96,7 @@ impl IoDriver {
                 .fetch_add(events.len() as u64, Ordering::Relaxed);
         }
         for event in events.iter() {
-            let token = event.token();
-            let index = token as u32;
-            let generation = (token >> 32) as u32;
-            let Some(pd) = self.cache.get(index) else {
-                continue;
-            };
-            if pd.generation() != generation {
-                continue; // an event for an earlier socket that used this descriptor
-            }
-            pd.set_event_err(event.is_error_only(), generation);
-            if event.is_exceptional() {
-                // Before the readiness below is published (see `Registration::exceptional_seen`).
-                pd.set_exceptional(generation);
-            }
-            if event.is_readable() {
-                if let Some(waker) = pd.notify_ready(Mode::Read) {
-                    route(waker, batch);
-                }
-            }
-            if event.is_writable() {
-                if let Some(waker) = pd.notify_ready(Mode::Write) {
-                    route(waker, batch);
-                }
-            }
+            dispatch(&self.cache, event, batch);
         }
     }
 
@@ -159,6 +136,38 @@ impl IoDriver {
             self.registered.fetch_add(1, Ordering::Relaxed);
         } else {
             self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Delivers one event to the descriptor its token names (the body of Go's `netpoll` loop):
+/// records an error-only or exceptional event in `info`, then hands the waiters of the ready
+/// directions to `batch`. An event whose generation is no longer the descriptor's belongs to a
+/// socket that has since closed, and is dropped (Go's `fdseq` check; see the ground rules in
+/// `pd/mod.rs` for the readiness that can still slip through).
+pub(crate) fn dispatch(cache: &Cache, event: Event, batch: &mut Batch) {
+    let token = event.token();
+    let index = token as u32;
+    let generation = (token >> 32) as u32;
+    let Some(pd) = cache.get(index) else {
+        return;
+    };
+    if pd.generation() != generation {
+        return; // an event for an earlier socket that used this descriptor
+    }
+    pd.set_event_err(event.is_error_only(), generation);
+    if event.is_exceptional() {
+        // Before the readiness below is published (see `Registration::exceptional_seen`).
+        pd.set_exceptional(generation);
+    }
+    if event.is_readable() {
+        if let Some(waker) = pd.notify_ready(Mode::Read) {
+            route(waker, batch);
+        }
+    }
+    if event.is_writable() {
+        if let Some(waker) = pd.notify_ready(Mode::Write) {
+            route(waker, batch);
         }
     }
 }

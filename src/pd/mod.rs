@@ -28,10 +28,15 @@
 //! * `EVENT_ERR` is owned by `info` alone: the poller sets or clears it with a CAS that only
 //!   succeeds while the generation in `info` still matches the event's token, so a late event for
 //!   an earlier socket can never poison the next one (Go #59545).
-//! * The generation changes only when a [`Registration`] drops (the descriptor is freed) and in
-//!   [`Registration::new`] (reused), both while no operation is in flight. A descriptor stays
-//!   its registration's until then, closed or not, so no handle of a socket can ever reach the
-//!   descriptor of the socket that reuses it.
+//! * The generation changes only in [`PollDesc::retire`], when a [`Registration`] drops (the
+//!   descriptor is freed), and from 0 to 1 in [`PollDesc::reuse`], both while no operation is in
+//!   flight. A descriptor stays its registration's until then, closed or not, so no handle of a
+//!   socket can ever reach the descriptor of the socket that reuses it.
+//! * A late event's *readiness* can still reach the next socket: the poller checks the
+//!   generation, then sets the slot, and the descriptor may change hands in between. That is a
+//!   spurious wake-up, which the woken operation absorbs (its system call finds nothing and it
+//!   waits again); Go's `netpoll` loop has the same window. The error bits above cannot leak
+//!   that way (`src/tests/loom_cache.rs` checks both).
 //! * The slots follow `slot.rs`. At most one task waits on each (the net layer's fd mutex
 //!   guarantees it, as Go's `fdMutex` does).
 //!
@@ -160,7 +165,7 @@ impl PollDesc {
         }
     }
 
-    fn slot(&self, mode: Mode) -> &Slot {
+    pub(crate) fn slot(&self, mode: Mode) -> &Slot {
         match mode {
             Mode::Read => &self.rg,
             Mode::Write => &self.wg,
@@ -176,6 +181,60 @@ impl PollDesc {
 
     pub(crate) fn generation(&self) -> u32 {
         (self.info.load(Ordering::Acquire) >> GEN_SHIFT) as u32
+    }
+
+    /// Go's `netpollcheckerr` on the current `info`: how an operation in `mode` fails now.
+    pub(crate) fn check_now(&self, mode: Mode) -> Result<(), PollError> {
+        PollDesc::check(self.info.load(Ordering::Acquire), mode)
+    }
+
+    /// Whether the sticky `EXCEPTIONAL` bit is set (see [`Registration::exceptional_seen`]).
+    pub(crate) fn exceptional(&self) -> bool {
+        self.info.load(Ordering::Acquire) & EXCEPTIONAL != 0
+    }
+
+    /// Readies a descriptor just taken from the cache for a new socket (the reset in Go's
+    /// `pollOpen`): no waiter, no readiness, no deadline, not closing, timer firings of the
+    /// previous use stale. Returns the generation for the socket's token. The error and
+    /// exceptional bits are cleared by storing `info` whole: a late event of the previous
+    /// socket can no longer set them, since [`PollDesc::retire`] moved the generation on.
+    pub(crate) fn reuse(&self) -> u32 {
+        self.rg.init();
+        self.wg.init();
+        let mut locked = self.locked.lock();
+        locked.closing = false;
+        self.rd.set(0);
+        self.wd.set(0);
+        locked.rseq = locked.rseq.wrapping_add(1);
+        locked.wseq = locked.wseq.wrapping_add(1);
+        let mut generation = self.generation();
+        if generation == 0 {
+            generation = 1; // 0 never appears in a token, like Go's fdseq
+        }
+        self.info
+            .store((generation as u64) << GEN_SHIFT, Ordering::Release);
+        generation
+    }
+
+    /// Ends a socket's use of the descriptor, before it goes back to the cache (Go's
+    /// `pollCache.free`, with the `fdseq` bump of `pollOpen` moved here): closing for good, and
+    /// a new generation, so events and timer firings of this use are stale from now on.
+    pub(crate) fn retire(&self) {
+        {
+            let mut locked = self.locked.lock();
+            locked.closing = true;
+            self.publish_info(&locked);
+            let _ = self
+                .info
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                    let generation = ((old >> GEN_SHIFT) as u32).wrapping_add(1);
+                    Some(((generation as u64) << GEN_SHIFT) | (old & 0xffff_ffff))
+                });
+        }
+        debug_assert!(
+            !self.rg.has_waiter() && !self.wg.has_waiter(),
+            "netpoll: freeing a poll descriptor with a waiter"
+        );
     }
 
     /// Go's `netpollcheckerr` on an `info` value.
@@ -359,26 +418,11 @@ impl Registration {
         }
         let io = &handle.shared.driver.io;
         let (index, pd) = io.cache.alloc();
-        pd.rg.init();
-        pd.wg.init();
-        let generation = {
-            let mut locked = pd.locked.lock();
-            locked.closing = false;
-            pd.rd.set(0);
-            pd.wd.set(0);
-            locked.rseq = locked.rseq.wrapping_add(1);
-            locked.wseq = locked.wseq.wrapping_add(1);
-            let mut generation = pd.generation();
-            if generation == 0 {
-                generation = 1; // 0 never appears in a token, like Go's fdseq
-            }
-            pd.info
-                .store((generation as u64) << GEN_SHIFT, Ordering::Release);
-            generation
-        };
+        let generation = pd.reuse();
         let token = ((generation as u64) << GEN_SHIFT) | index as u64;
         if let Err(e) = io.poller.register(fd, token) {
-            Self::free(io, index, pd);
+            pd.retire();
+            io.cache.free(index);
             return Err(e);
         }
         io.count_registration(1);
@@ -411,13 +455,13 @@ impl Registration {
     /// data. The poller sets the bit before it publishes the readiness of that event, so a
     /// reader that consumed or cleared that readiness sees it.
     pub(crate) fn exceptional_seen(&self) -> bool {
-        self.pd().info.load(Ordering::Acquire) & EXCEPTIONAL != 0
+        self.pd().exceptional()
     }
 
     /// Go's `netpollcheckerr`: `prepare` without clearing readiness, for an operation that
     /// knows a pending notification is not stale.
     pub(crate) fn check(&self, mode: Mode) -> Result<(), PollError> {
-        PollDesc::check(self.pd().info.load(Ordering::Acquire), mode)
+        self.pd().check_now(mode)
     }
 
     /// Go's `pollWait` as a poll function: Ready(Ok) when the fd may be ready again (retry the
@@ -637,33 +681,14 @@ impl Registration {
         let _ = io.poller.deregister(fd);
         io.count_registration(-1);
     }
-
-    fn free(io: &driver::IoDriver, index: u32, pd: &PollDesc) {
-        {
-            let mut locked = pd.locked.lock();
-            locked.closing = true;
-            pd.publish_info(&locked);
-            // A new generation: events and timer firings for this use are now stale.
-            let _ = pd
-                .info
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-                    let generation = ((old >> GEN_SHIFT) as u32).wrapping_add(1);
-                    Some(((generation as u64) << GEN_SHIFT) | (old & 0xffff_ffff))
-                });
-        }
-        debug_assert!(
-            !pd.rg.has_waiter() && !pd.wg.has_waiter(),
-            "netpoll: freeing a poll descriptor with a waiter"
-        );
-        io.cache.free(index);
-    }
 }
 
 impl Drop for Registration {
     /// Frees the descriptor for reuse: the last handle on the socket is gone, so nothing can
     /// reach the descriptor through this registration any more.
     fn drop(&mut self) {
-        Self::free(&self.handle.shared.driver.io, self.index, self.pd());
+        self.pd().retire();
+        self.handle.shared.driver.io.cache.free(self.index);
     }
 }
 

@@ -217,7 +217,8 @@ pub(crate) struct Event {
 }
 
 impl Event {
-    fn from_bits(token: u64, bits: u32) -> Event {
+    /// An event as `epoll_wait` reports it: the registration's token and the `EPOLL*` bits.
+    pub(crate) fn from_bits(token: u64, bits: u32) -> Event {
         Event { token, bits }
     }
 

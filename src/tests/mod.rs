@@ -1,6 +1,8 @@
 //! Loom models of the lock-free protocols (`RUSTFLAGS="--cfg loom"`), one file per protocol.
 
 #[cfg(loom)]
+mod loom_cache;
+#[cfg(loom)]
 mod loom_deadline;
 #[cfg(loom)]
 mod loom_fd_mutex;
