@@ -21,7 +21,9 @@
 //!
 //! In the second model the reader runs on the spawned thread. With the reader on the main
 //! thread right after the spawn, loom explored six interleavings and none in which the
-//! poller's event lands first, so the reordering above went unnoticed.
+//! poller's event lands first, so the reordering above went unnoticed: loom 0.7 remembers only
+//! the last access to an atomic, and the poller loads the slot's state before its CAS
+//! (tokio-rs/loom#166; `loom_queue.rs` has the longer story).
 
 use crate::loom::{thread, Arc, AtomicU64, Ordering};
 use crate::pd::cache::Cache;
