@@ -215,6 +215,40 @@ fn read_timeout() {
     });
 }
 
+/// An operation that starts after its deadline has passed times out, even with data ready or
+/// buffer space free, and before the deadline's timer has run. (Go's `prepareRead` looks only
+/// at the expired bit that the timer sets, so in that window Go returns the data.)
+#[test]
+fn an_operation_started_after_its_deadline_times_out_before_the_timer_runs() {
+    run(2, LIMIT, async {
+        let (c, s) = pair().await;
+        s.write_all(b"ready").await.unwrap();
+        netpoll::time::sleep(Duration::from_millis(10)).await; // let the data arrive
+        let mut buf = [0u8; 8];
+        for _ in 0..20 {
+            // Spin past the deadline without yielding: the timer fires at the earliest at the
+            // wheel's next tick after it, a little later, so the operations below start in the
+            // window between.
+            let deadline = Instant::now() + Duration::from_millis(2);
+            c.set_read_deadline(Some(deadline)).unwrap();
+            c.set_write_deadline(Some(deadline)).unwrap();
+            while Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            assert_timeout(c.read(&mut buf).await);
+            assert_timeout(c.write(b"x").await);
+        }
+        // Nothing was read or sent meanwhile.
+        c.set_deadline(None).unwrap();
+        let mut got = [0u8; 5];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ready");
+        s.set_read_deadline(Some(Instant::now() + Duration::from_millis(50)))
+            .unwrap();
+        assert_timeout(s.read(&mut buf).await);
+    });
+}
+
 // Go: TestReadTimeoutMustNotReturn
 #[test]
 fn read_timeout_must_not_return() {

@@ -460,8 +460,21 @@ impl Registration {
 
     /// Go's `netpollcheckerr`: `prepare` without clearing readiness, for an operation that
     /// knows a pending notification is not stale.
+    ///
+    /// Unlike Go, it also fails with the timeout when the deadline has passed but its timer
+    /// has not run yet (within a tick normally, later on a loaded machine), so an operation
+    /// that starts after its deadline always times out, even with data ready. Go looks only at
+    /// the expired bit the timer sets. The cost is a load of the deadline word, and a read of
+    /// the coarse clock when a deadline is set.
+    #[inline]
     pub(crate) fn check(&self, mode: Mode) -> Result<(), PollError> {
-        self.pd().check_now(mode)
+        let pd = self.pd();
+        pd.check_now(mode)?;
+        let deadline = pd.deadline(mode).get();
+        if deadline > 0 && self.handle.shared.driver.clock.is_past(deadline as u64) {
+            return Err(PollError::Timeout);
+        }
+        Ok(())
     }
 
     /// Go's `pollWait` as a poll function: Ready(Ok) when the fd may be ready again (retry the
