@@ -446,7 +446,10 @@ impl Registration {
     /// Go's `pollReset`, at the start of every operation: fails fast on a closed socket or an
     /// expired deadline (even when data is ready), and clears a stale readiness notification.
     pub(crate) fn prepare(&self, mode: Mode) -> Result<(), PollError> {
-        self.check(mode)?;
+        let deadline = self.check_info(mode)?;
+        if deadline > 0 {
+            return self.prepare_with_deadline(mode, deadline);
+        }
         self.pd().slot(mode).reset();
         Ok(())
     }
@@ -466,14 +469,40 @@ impl Registration {
     /// that starts after its deadline always times out, even with data ready. Go looks only at
     /// the expired bit the timer sets. The cost is a load of the deadline word, and a read of
     /// the coarse clock when a deadline is set.
-    #[inline]
     pub(crate) fn check(&self, mode: Mode) -> Result<(), PollError> {
+        let deadline = self.check_info(mode)?;
+        if deadline > 0 {
+            return self.check_deadline(deadline);
+        }
+        Ok(())
+    }
+
+    /// The `info` half of [`Registration::check`]; returns the deadline word in `mode`.
+    #[inline]
+    fn check_info(&self, mode: Mode) -> Result<i64, PollError> {
         let pd = self.pd();
         pd.check_now(mode)?;
-        let deadline = pd.deadline(mode).get();
-        if deadline > 0 && self.handle.shared.driver.clock.is_past(deadline as u64) {
+        Ok(pd.deadline(mode).get())
+    }
+
+    // The clock read is kept out of line, and reached by a tail call from `check` and
+    // `prepare`: inlined, its register saves cost every operation 11 instructions, deadline
+    // or not (callgrind, echo).
+
+    /// The clock half of [`Registration::check`], for a set deadline (`deadline > 0`).
+    #[inline(never)]
+    fn check_deadline(&self, deadline: i64) -> Result<(), PollError> {
+        if self.handle.shared.driver.clock.is_past(deadline as u64) {
             return Err(PollError::Timeout);
         }
+        Ok(())
+    }
+
+    /// [`Registration::prepare`] for a set deadline (`deadline > 0`).
+    #[inline(never)]
+    fn prepare_with_deadline(&self, mode: Mode, deadline: i64) -> Result<(), PollError> {
+        self.check_deadline(deadline)?;
+        self.pd().slot(mode).reset();
         Ok(())
     }
 
