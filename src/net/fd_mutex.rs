@@ -539,9 +539,16 @@ impl FdMutex {
     /// whether there is anything left for them. One relaxed load when there are none.
     #[inline]
     pub(crate) fn wake_displaced(&self, side: Side) {
-        if !self.displaced[side as usize].load(Ordering::Relaxed) {
-            return;
+        if self.displaced[side as usize].load(Ordering::Relaxed) {
+            self.wake_displaced_slow(side);
         }
+    }
+
+    /// Out of line: inlined, its lock and loop made every operation's end save six registers
+    /// (callgrind, echo: about 40 instructions per request).
+    #[cold]
+    #[inline(never)]
+    fn wake_displaced_slow(&self, side: Side) {
         let list = {
             let mut waiters = self.waiters.lock();
             self.displaced[side as usize].store(false, Ordering::Relaxed);
