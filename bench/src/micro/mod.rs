@@ -11,9 +11,10 @@
 //! 10 s ahead (`set_read_deadline_after`, which reads the coarse clock) against tokio's
 //! `time::timeout` (which reads the precise one), the precise read's own cost, and the same
 //! read bounded by an instant already at hand (`set_read_deadline(Some(at))` against
-//! `timeout_at`: each runtime's machinery without a clock read), the read inside each runtime's
-//! own `time::timeout` (tokio-style code on netpoll), with allocations per operation
-//! (`alloc.rs`).
+//! `timeout_at`: each runtime's machinery without a precise clock read; netpoll reads the
+//! coarse one, to check the deadline as it is set and as the read starts), the read inside
+//! each runtime's own `time::timeout` (tokio-style code on netpoll), with allocations per
+//! operation (`alloc.rs`).
 
 mod alloc;
 mod cases;
@@ -341,8 +342,9 @@ pub fn run(args: &[String]) -> io::Result<()> {
              (netpoll +{} ns, tokio +{} ns per read). tokio's includes a precise read of the \
              clock, {} ns here ({:.0}% of its added cost); netpoll's \
              `set_read_deadline_after` reads the coarse clock.\n\
-             Without the clock read (the instant at hand), netpoll's machinery ≤ half of \
-             tokio's: {} (netpoll +{} ns, tokio +{} ns per read).",
+             With the instant at hand (no precise clock read; netpoll reads the coarse one to \
+             check the deadline as it is set and as the read starts), netpoll's machinery ≤ \
+             half of tokio's: {} (netpoll +{} ns, tokio +{} ns per read).",
             verdict(np <= tk / 2.0),
             num(np),
             num(tk),
