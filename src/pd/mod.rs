@@ -216,9 +216,9 @@ impl PollDesc {
         generation
     }
 
-    /// Ends a socket's use of the descriptor, before it goes back to the cache (Go's
-    /// `pollCache.free`, with the `fdseq` bump of `pollOpen` moved here): closing for good, and
-    /// a new generation, so events and timer firings of this use are stale from now on.
+    /// Ends a socket's use of the descriptor, before it goes back to the cache (the first half
+    /// of Go's `pollCache.free`, which moves `fdseq` on): closing for good, and a new
+    /// generation, so events and timer firings of this use are stale from now on.
     pub(crate) fn retire(&self) {
         {
             let mut locked = self.locked.lock();
@@ -485,11 +485,11 @@ impl Registration {
         Ok(pd.deadline(mode).get())
     }
 
-    // The clock read is kept out of line, and reached by a tail call from `check` and
-    // `prepare`: inlined, its register saves cost every operation 11 instructions, deadline
-    // or not (callgrind, echo).
-
     /// The clock half of [`Registration::check`], for a set deadline (`deadline > 0`).
+    ///
+    /// Out of line, and reached by a tail call from `check` and `prepare`: inlined, its
+    /// register saves cost every operation about 10 instructions, deadline or not (callgrind,
+    /// echo).
     #[inline(never)]
     fn check_deadline(&self, deadline: i64) -> Result<(), PollError> {
         if self.handle.shared.driver.clock.is_past(deadline as u64) {
