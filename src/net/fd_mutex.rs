@@ -545,7 +545,7 @@ impl FdMutex {
     }
 
     /// Out of line: inlined, its lock and loop made every operation's end save six registers
-    /// (callgrind, echo: about 40 instructions per request).
+    /// (callgrind, echo: about 100 instructions per request, two operations).
     #[cold]
     #[inline(never)]
     fn wake_displaced_slow(&self, side: Side) {
