@@ -164,12 +164,31 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Asserts that `clock.is_past(t)` for a `t` that is past, with the one exception the
+    /// clock allows: a kernel timekeeping stall (as a hypervisor can cause) that makes the
+    /// coarse clock lag by more than the slack makes the answer late, never early (see
+    /// `coarse_slack`). The coarse clock is read before the call and `t` is not after `now`, so
+    /// a "not past" from a correct `is_past` implies `now - coarse > coarse_slack`.
+    fn assert_past(clock: &Clock, t: u64, what: &str) {
+        let coarse = clock.coarse_ns();
+        let now = clock.now_ns();
+        assert!(t <= now, "{what}: not a past time");
+        if !clock.is_past(t) {
+            let lag = now - coarse;
+            assert!(
+                lag > clock.coarse_slack,
+                "{what} reported not past, with the coarse clock only {lag} ns behind (slack {})",
+                clock.coarse_slack
+            );
+        }
+    }
+
     #[test]
     fn is_past_agrees_with_the_precise_clock_far_from_and_close_to_now() {
         let clock = Clock::new();
         let now = clock.now_ns();
         assert!(clock.is_past(1), "the start of the clock is past");
-        assert!(clock.is_past(now), "now is past");
+        assert_past(&clock, now, "now");
         assert!(
             !clock.is_past(now + 10_000_000_000),
             "ten seconds ahead is not"
@@ -186,7 +205,7 @@ mod tests {
         }
         let t = clock.now_ns() + 2_000_000;
         std::thread::sleep(Duration::from_millis(3));
-        assert!(clock.is_past(t), "2 ms ahead is past 3 ms later");
+        assert_past(&clock, t, "2 ms ahead, 3 ms later,");
     }
 
     #[test]
@@ -201,7 +220,7 @@ mod tests {
             }
             let back = (i % 8) * 1_000_000;
             let t = now.saturating_sub(back).max(1);
-            assert!(clock.is_past(t), "{back} ns ago reported not past");
+            assert_past(&clock, t, &format!("{back} ns ago"));
         }
     }
 
