@@ -64,6 +64,14 @@ pub(crate) struct NetFd {
     inner: Arc<Inner>,
 }
 
+/// Laid out so that the words every operation touches share the first cache line: the
+/// descriptor, the two flags, the registration (its descriptor pointer first), and the fd
+/// mutex's state word and flags; the mutex's waiter lists (about 200 bytes) come after. A
+/// server with many connections visits each one with its socket state out of cache, so each
+/// line these words straddle is a miss: callgrind with a 512 KiB cache, HTTP at 500
+/// connections, counts about 0.7 missed lines fewer per visit with the alignment than with
+/// the order alone. The cost is the allocator's alignment padding, about 160 bytes per socket.
+#[repr(C, align(64))]
 struct Inner {
     /// # Invariant
     ///
@@ -74,14 +82,14 @@ struct Inner {
     /// user holds a reference on `mutex` and borrows a handle, and `Drop` runs once no handle
     /// is left.
     fd: RawFd,
-    mutex: FdMutex,
-    reg: Registration,
     /// A TCP stream: a short read means the receive queue is empty (module docs). Set once,
     /// before the socket is shared.
     stream: AtomicBool,
     /// The last read left the receive queue empty (module docs). Only touched under the read
     /// lock, which orders every access.
     drained: AtomicBool,
+    reg: Registration,
+    mutex: FdMutex,
 }
 
 impl fmt::Debug for NetFd {

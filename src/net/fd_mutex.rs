@@ -117,12 +117,16 @@ impl From<LockError> for io::Error {
     }
 }
 
+/// The words every operation touches come first (`repr(C)`), so that they share a cache line
+/// with the rest of the socket's hot state (see `net::fd::Inner`); the waiter lists, touched
+/// only when operations queue, follow.
+#[repr(C)]
 pub(crate) struct FdMutex {
     state: AtomicU64,
-    waiters: Mutex<Waiters>,
     /// Whether `waiters` holds displaced wakers for each side: a cheap check for every
     /// completed operation. Set under `waiters`; cleared there when the list is taken.
     displaced: [AtomicBool; 2],
+    waiters: Mutex<Waiters>,
 }
 
 #[derive(Default)]

@@ -129,14 +129,18 @@ pub(crate) fn is_closed(err: &io::Error) -> bool {
     err.get_ref().is_some_and(|e| e.is::<NetClosing>())
 }
 
+/// One cache line holds what every operation and every event touches: `info`, the two
+/// deadline words and the two slots' states (the write slot's waker straddles into the second
+/// line, which holds the lock and the timer state).
+#[repr(C, align(64))]
 pub(crate) struct PollDesc {
-    rg: Slot,
-    wg: Slot,
     info: AtomicU64,
     /// The read and write deadlines (Go's `rd`/`wd`): written under `locked`, except that a
     /// positive one may be moved later without it (`deadline.rs`).
     rd: Deadline,
     wd: Deadline,
+    rg: Slot,
+    wg: Slot,
     locked: Mutex<Locked>,
 }
 
@@ -386,9 +390,11 @@ impl PollDesc {
 /// moves a descriptor while the driver lives, and `handle` keeps the driver alive, so `pd` is
 /// valid for as long as the registration exists. From [`Registration::new`] until it drops,
 /// this registration is the descriptor's only user.
+#[repr(C)]
 pub(crate) struct Registration {
-    handle: Handle,
+    /// First: the one field every operation reads (see `net::fd::Inner`'s layout).
     pd: NonNull<PollDesc>,
+    handle: Handle,
     index: u32,
     /// The descriptor's generation while it belongs to this registration.
     generation: u32,

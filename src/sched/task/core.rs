@@ -17,7 +17,14 @@ use crate::loom::UnsafeCell;
 /// `#[repr(C)]` with the header first, so a `NonNull<Header>` is also a pointer to the cell,
 /// and type-erased code (wakers, run queues, the owned list) works on `Header` alone; the
 /// trailer's offset, which depends on `F` and `S`, is kept in the vtable.
-#[repr(C)]
+///
+/// Aligned to a cache line, so the header and the start of the future share one line instead
+/// of straddling two, and no two tasks share a line (whose header words wakers on other
+/// workers write). A server visits each of many connections' tasks with it out of cache:
+/// callgrind with a 512 KiB cache, HTTP at 500 connections, counts about one missed line fewer
+/// per visit. The cost is the allocator's alignment padding, about 140 bytes per task (idle
+/// memory at 10,000 connections).
+#[repr(C, align(64))]
 pub(super) struct Cell<F: Future, S> {
     pub(super) header: Header,
     pub(super) core: Core<F, S>,
