@@ -118,15 +118,16 @@ impl From<LockError> for io::Error {
 }
 
 /// The words every operation touches come first (`repr(C)`), so that they share a cache line
-/// with the rest of the socket's hot state (see `net::fd::Inner`); the waiter lists, touched
-/// only when operations queue, follow.
+/// with the rest of the socket's hot state (see `net::fd::Inner`).
 #[repr(C)]
 pub(crate) struct FdMutex {
     state: AtomicU64,
     /// Whether `waiters` holds displaced wakers for each side: a cheap check for every
     /// completed operation. Set under `waiters`; cleared there when the list is taken.
     displaced: [AtomicBool; 2],
-    waiters: Mutex<Waiters>,
+    /// The lists, allocated the first time a task queues, a poller waits or a waker is
+    /// displaced (about 200 bytes, which most sockets never need); `None` reads as empty.
+    waiters: Mutex<Option<Box<Waiters>>>,
 }
 
 #[derive(Default)]
@@ -211,7 +212,7 @@ impl FdMutex {
     pub(crate) fn new() -> FdMutex {
         FdMutex {
             state: AtomicU64::new(0),
-            waiters: Mutex::new(Waiters::default()),
+            waiters: Mutex::new(None),
             displaced: [AtomicBool::new(false), AtomicBool::new(false)],
         }
     }
@@ -312,7 +313,7 @@ impl FdMutex {
             }
         }
         // Slow path, under the waiters lock (module docs).
-        let mut waiters = self.waiters.lock();
+        let mut guard = self.waiters.lock();
         let mut old = self.state.load(Ordering::Relaxed);
         loop {
             if old & CLOSED != 0 {
@@ -335,6 +336,7 @@ impl FdMutex {
                 Err(actual) => old = actual,
             }
         }
+        let waiters = guard.get_or_insert_with(Box::default);
         let ticket = waiters.next_ticket;
         waiters.next_ticket += 1;
         // The waker is filled in by the first `poll_queued`; a no-op one until then.
@@ -354,7 +356,9 @@ impl FdMutex {
         ticket: u64,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), LockError>> {
-        let mut waiters = self.waiters.lock();
+        let mut guard = self.waiters.lock();
+        // Queued, so the lists exist.
+        let waiters = guard.get_or_insert_with(Box::default);
         if *waiters.granted(side) == Some(ticket) {
             *waiters.granted(side) = None;
             return Poll::Ready(Ok(()));
@@ -375,12 +379,14 @@ impl FdMutex {
     /// destroy the fd (see `decref`).
     #[must_use]
     pub(crate) fn cancel_queued(&self, side: Side, ticket: u64) -> bool {
-        let mut waiters = self.waiters.lock();
+        let mut guard = self.waiters.lock();
+        // Queued, so the lists exist.
+        let waiters = guard.get_or_insert_with(Box::default);
         if *waiters.granted(side) == Some(ticket) {
             // The lock was handed to us: pass it on.
             *waiters.granted(side) = None;
-            let wake = self.unlock_locked(side, &mut waiters);
-            drop(waiters);
+            let wake = self.unlock_locked(side, waiters);
+            drop(guard);
             wake.wake();
             return self.decref();
         }
@@ -389,7 +395,7 @@ impl FdMutex {
             queue.remove(i);
             self.state.fetch_sub(side.wait_unit(), Ordering::AcqRel);
         }
-        drop(waiters);
+        drop(guard);
         self.decref()
     }
 
@@ -435,9 +441,10 @@ impl FdMutex {
                 Err(actual) => old = actual,
             }
         }
-        let mut waiters = self.waiters.lock();
-        let wake = self.unlock_locked(side, &mut waiters);
-        drop(waiters);
+        let mut guard = self.waiters.lock();
+        // A non-zero wait count means a task queued or a poller waits: the lists exist.
+        let wake = self.unlock_locked(side, guard.get_or_insert_with(Box::default));
+        drop(guard);
         wake.wake();
         self.decref()
     }
@@ -493,7 +500,7 @@ impl FdMutex {
                 Err(actual) => old = actual,
             }
         }
-        let mut waiters = self.waiters.lock();
+        let mut guard = self.waiters.lock();
         let mut old = self.state.load(Ordering::Relaxed);
         loop {
             if old & CLOSED != 0 {
@@ -504,10 +511,9 @@ impl FdMutex {
             }
             let (new, lock) = if old & bit == 0 {
                 ((old | bit) + REF, true)
-            } else if waiters
-                .pollers(side)
-                .iter()
-                .any(|w| w.will_wake(cx.waker()))
+            } else if guard
+                .as_mut()
+                .is_some_and(|w| w.pollers(side).iter().any(|w| w.will_wake(cx.waker())))
             {
                 return Poll::Pending; // already asked to be woken
             } else if old & side.wait_mask() == side.wait_mask() {
@@ -524,15 +530,18 @@ impl FdMutex {
                 Err(actual) => old = actual,
             }
         }
-        waiters.pollers(side).push(cx.waker().clone());
+        guard
+            .get_or_insert_with(Box::default)
+            .pollers(side)
+            .push(cx.waker().clone());
         Poll::Pending
     }
 
     /// Keeps a poll-based caller's waker that another poll-based caller displaced from the
     /// descriptor's wait slot (module docs).
     pub(crate) fn park_displaced(&self, side: Side, waker: Waker) {
-        let mut waiters = self.waiters.lock();
-        let list = waiters.displaced(side);
+        let mut guard = self.waiters.lock();
+        let list = guard.get_or_insert_with(Box::default).displaced(side);
         if !list.iter().any(|w| w.will_wake(&waker)) {
             list.push(waker);
         }
@@ -554,9 +563,12 @@ impl FdMutex {
     #[inline(never)]
     fn wake_displaced_slow(&self, side: Side) {
         let list = {
-            let mut waiters = self.waiters.lock();
+            let mut guard = self.waiters.lock();
             self.displaced[side as usize].store(false, Ordering::Relaxed);
-            std::mem::take(waiters.displaced(side))
+            guard
+                .as_mut()
+                .map(|w| std::mem::take(w.displaced(side)))
+                .unwrap_or_default()
         };
         for w in list {
             w.wake();
@@ -585,7 +597,10 @@ impl FdMutex {
             }
         }
         let mut guard = self.waiters.lock();
-        let waiters = &mut *guard;
+        // No lists: nobody ever queued, polled or was displaced, so nobody is to be woken.
+        let Some(waiters) = guard.as_mut() else {
+            return Ok(());
+        };
         let queued: Vec<Waker> = waiters
             .read
             .drain(..)
