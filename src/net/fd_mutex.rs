@@ -513,7 +513,7 @@ impl FdMutex {
                 ((old | bit) + REF, true)
             } else if guard
                 .as_mut()
-                .is_some_and(|w| w.pollers(side).iter().any(|w| w.will_wake(cx.waker())))
+                .is_some_and(|lists| lists.pollers(side).iter().any(|w| w.will_wake(cx.waker())))
             {
                 return Poll::Pending; // already asked to be woken
             } else if old & side.wait_mask() == side.wait_mask() {
