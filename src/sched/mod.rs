@@ -26,8 +26,10 @@
 //!    than 4 tasks and 1 ms of polls (half the difference moves to this ring: tasks that only
 //!    ever yield never reach the poller again, and a busy core never steals, so a burst of
 //!    wake-ups that landed on one core would stay there); a non-blocking network poll (if no
-//!    machine is blocked in the poller) whose ready tasks go to the global queue's tail (or to
-//!    the ring's tail, the same place in line, when the global queue is empty and they fit);
+//!    machine is blocked in the poller, and only once the core has served what its last poll
+//!    found, or while a core is idle: taken in earlier, ready tasks would only wait in memory
+//!    behind the same tasks) whose ready tasks go to the global queue's tail (or to the ring's
+//!    tail, the same place in line, when the global queue is empty and they fit);
 //!    and a fair share of the global queue onto the ring's tail (Go takes one task: with tasks
 //!    of ~100 µs, 61 ticks are milliseconds, and the rest waited for rounds), so none of them
 //!    starves behind local work;
@@ -44,9 +46,9 @@
 //!    poller (`lastpoll == 0` marks it, as in Go), so the kernel's ready list is drained by one
 //!    thread and nobody spins on it. Unlike Go, an idle machine does not block in the poller
 //!    while another core is busy: the busy machine polls whenever it runs dry (as the last
-//!    busy core it then blocks in the poller itself), every 61 ticks or after 1 ms without a
-//!    poll, and the monitor after 10 ms, so that a request and its response do not bounce
-//!    between two threads.
+//!    busy core it then blocks in the poller itself) and at the periodic check of step 1, and
+//!    the monitor after 10 ms, so that a request and its response do not bounce between two
+//!    threads.
 //!
 //! A task runs until its future returns `Pending`. So that a socket its peer never lets run dry
 //! cannot keep a core, each poll of a task may start at most 128 socket operations; then the

@@ -41,11 +41,12 @@ const MAX_NEXT_STREAK: u32 = 3;
 /// Every this many ticks a busy core also checks the clock: if nobody has polled the network
 /// for [`MAX_POLL_GAP_NS`], it makes the periodic check early. 61 ticks are a few hundred
 /// microseconds with echo-sized tasks but milliseconds with heavy ones (~100 µs per poll for
-/// 16 pipelined hyper requests), and ready sockets would wait unseen that long. A clock read
-/// every 8 polls costs a few nanoseconds per poll.
+/// 16 pipelined hyper requests), and timers, or ready sockets that an idle core could serve
+/// (see [`Worker::poll_due`]), would wait that long. A clock read every 8 polls costs a few
+/// nanoseconds per poll.
 const POLL_GAP_CHECK_INTERVAL: u32 = 8;
 
-/// How long readiness may go unseen while every core is busy before a core polls early.
+/// How long the network may go unpolled before a busy core makes its periodic check early.
 /// (Go leaves this to sysmon's 10 ms; we keep that as the backstop.)
 const MAX_POLL_GAP_NS: u64 = 1_000_000;
 
@@ -80,6 +81,9 @@ pub(crate) struct Core {
     next_streak: u32,
     /// Scheduler ticks (task polls) on this core, for the periodic global-queue check.
     tick: u32,
+    /// The tick by which every task queued on this core at its last network poll has had its
+    /// turn (see [`Worker::poll_due`]).
+    round_end: u32,
     /// `tick` and the clock (ns) at the last [`Worker::even_out`], to estimate how long a poll
     /// takes here; `since_ns` 0 = no estimate (the core was idle meanwhile).
     even_out_tick: u32,
@@ -97,6 +101,7 @@ impl Core {
             next: None,
             next_streak: 0,
             tick: 0,
+            round_end: 0,
             even_out_tick: 0,
             even_out_since_ns: 0,
             spinning: false,
@@ -297,8 +302,8 @@ impl Worker<'_> {
 
     /// The fast path: the `next` slot and the ring, with the periodic check Go makes in
     /// `schedule` every 61 ticks (the global queue; here a fair share of it, and first timers
-    /// and a non-blocking network poll), so that none of them can starve behind a core that
-    /// always has local work.
+    /// and, when [`Worker::poll_due`], a non-blocking network poll), so that none of them can
+    /// starve behind a core that always has local work.
     fn next_task(&self, core: &mut Core) -> Option<Notified<Handle>> {
         core.tick = core.tick.wrapping_add(1);
         if core.tick % GLOBAL_POLL_INTERVAL == 0
@@ -307,27 +312,14 @@ impl Worker<'_> {
         {
             self.run_timers(core);
             self.even_out(core);
-            // Readiness found while this core still has local work must not overtake tasks
-            // that have waited longer in the global queue (ring overflows, earlier polls): the
-            // ring drains first, then the global queue in FIFO order. So it goes to the
-            // global queue's tail, unless that queue is empty and the whole batch fits in the
-            // ring: then the ring's tail is the same place in line, and the tasks stay on the
-            // core that found them (the emptiness check is a hint: at worst a task pushed
-            // meanwhile is overtaken once). Put on the ring always, fresh readiness kept
-            // overtaking the overflow: at 5,000 connections the least-served got 66% of the
-            // average (`tests/rt_fair_service.rs` guards this). Put on the global queue
-            // always, tasks moved between workers for nothing: hyper with 2 workers had a p99
-            // of 10.9–11.9 ms against 10.5–11.7 ms this way (8 interleaved pairs,
-            // docs/BENCHMARKS.md).
-            let mut batch = Batch::new();
-            if self.shared.poll_nonblocking(&mut batch) && !batch.is_empty() {
-                if self.shared.inject.is_empty() && batch.len() <= core.run_queue.remaining_slots()
-                {
-                    self.distribute(core, batch);
+            if self.poll_due(core) {
+                let mut batch = Batch::new();
+                if self.shared.poll_nonblocking(&mut batch) {
+                    self.queue_found_while_busy(core, batch);
+                    self.start_round(core);
                 } else {
-                    let n = batch.len();
-                    self.shared.inject.splice(batch);
-                    self.shared.start_idle(n);
+                    // Someone else polls; try again at the next check.
+                    core.round_end = core.tick;
                 }
             }
             // A fair share of the global queue, not Go's single task: the ring holds older
@@ -348,6 +340,55 @@ impl Worker<'_> {
         }
         core.next_streak = 0;
         core.run_queue.pop()
+    }
+
+    /// Whether the periodic check polls the network: when this core has given every task it
+    /// held at its last poll a turn, or when a core is idle (what the poll finds can start it).
+    ///
+    /// Go's `schedule` does not poll while the core has work: only `findRunnable` does, when
+    /// it runs dry, and sysmon after 10 ms. Polling every 61 ticks instead, a busy core took in
+    /// up to 128 ready tasks per 61 it ran. Since the queues are served in FIFO order, a task
+    /// found early runs no sooner: it only waits in memory instead of in the kernel's ready
+    /// list, and its task, socket and descriptor leave the cache before its turn. At 5,000
+    /// connections every ready connection waited in the global queue, whose links cost a
+    /// cache miss each to walk, and the server's CPU per request was 10% higher (echo 64 B,
+    /// pinned; docs/BENCHMARKS.md, "Polling once a round"). Readiness still cannot starve: a
+    /// round ends after as many polls as there were tasks queued (a task that yields and runs
+    /// again counts), and the monitor polls after 10 ms. `tests/rt_fair_service.rs` checks both
+    /// the queues' depth and the fairness.
+    fn poll_due(&self, core: &Core) -> bool {
+        self.shared.idle.nidle() > 0 || core.tick.wrapping_sub(core.round_end) as i32 >= 0
+    }
+
+    /// Notes a network poll by this core: its round ends when what is queued now has run.
+    fn start_round(&self, core: &mut Core) {
+        let queued = core.run_queue.len() + self.shared.inject.len() / self.shared.idle.ncores();
+        core.round_end = core.tick.wrapping_add(queued as u32);
+    }
+
+    /// Queues the tasks of a poll made while this core still has local work.
+    ///
+    /// They must not overtake tasks that have waited longer in the global queue (ring
+    /// overflows, earlier polls): the ring drains first, then the global queue in FIFO order.
+    /// So they go to the global queue's tail, unless that queue is empty and the whole batch
+    /// fits in the ring: then the ring's tail is the same place in line, and the tasks stay on
+    /// the core that found them (the emptiness check is a hint: at worst a task pushed
+    /// meanwhile is overtaken once). Put on the ring always, fresh readiness kept overtaking
+    /// the overflow: at 5,000 connections the least-served got 66% of the average
+    /// (`tests/rt_fair_service.rs` guards this). Put on the global queue always, tasks moved
+    /// between workers for nothing: hyper with 2 workers had a p99 of 10.9–11.9 ms against
+    /// 10.5–11.7 ms this way (8 interleaved pairs, docs/BENCHMARKS.md).
+    fn queue_found_while_busy(&self, core: &mut Core, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.shared.inject.is_empty() && batch.len() <= core.run_queue.remaining_slots() {
+            self.distribute(core, batch);
+        } else {
+            let n = batch.len();
+            self.shared.inject.splice(batch);
+            self.shared.start_idle(n);
+        }
     }
 
     /// Evens out the rings of busy cores: if another core's ring holds more than
@@ -441,7 +482,9 @@ impl Worker<'_> {
                 // will deliver) or another is already polling (Go's `pollingNet`).
                 let mut batch = Batch::new();
                 if shared.poll_nonblocking(&mut batch) {
-                    if let Some(task) = self.inject_batch(&mut core, batch) {
+                    let task = self.inject_batch(&mut core, batch);
+                    self.start_round(&mut core);
+                    if let Some(task) = task {
                         return Some((core, task));
                     }
                 }
@@ -482,10 +525,10 @@ impl Worker<'_> {
             // The last machine to go idle blocks in the poller, with the next timer as the
             // timeout (and only if nobody else does: Go's `sched.lastpoll.Swap(0) != 0`).
             // While another core is busy, its machine polls without blocking whenever it runs
-            // dry and every 61 ticks, and the monitor after 10 ms: an idle machine blocked in
-            // `epoll_wait` would be woken by every event and pull tasks onto a second thread
-            // (a request-response pair would then bounce between two threads on every
-            // message), so it parks instead.
+            // dry and at its periodic check, and the monitor after 10 ms: an idle machine
+            // blocked in `epoll_wait` would be woken by every event and pull tasks onto a
+            // second thread (a request-response pair would then bounce between two threads on
+            // every message), so it parks instead.
             if shared.idle.nidle() < shared.idle.ncores() {
                 return None;
             }
@@ -513,6 +556,7 @@ impl Worker<'_> {
             Some(mut core) => {
                 shared.core_acquired();
                 let task = self.inject_batch(&mut core, batch);
+                self.start_round(&mut core);
                 Some((core, task))
             }
             None => {
