@@ -154,6 +154,9 @@ fn main() {
     }
 }
 
+/// Interleaved repeats of the deadline micro-benchmark in `full` (as `micro`'s default).
+const MICRO_REPEATS: usize = 5;
+
 fn bench(mode: &str, args: RunArgs) -> io::Result<()> {
     let full = mode == "full";
     let mut notes = Vec::new();
@@ -228,6 +231,20 @@ fn bench(mode: &str, args: RunArgs) -> io::Result<()> {
     let mut raw = io::BufWriter::new(std::fs::File::create(&raw_path)?);
     eprintln!("raw runs: {}", raw_path.display());
     let samples = run::run_all(&bins, &scenarios, &plan, &mut raw);
+    // The deadline target is the in-process micro-benchmark's (loopback runs only show whether
+    // moving a deadline is lost in the noise): `full` runs its deadline case too.
+    let deadline_micro = if full && scenarios.iter().any(|s| s.id == "deadline-churn-c50") {
+        eprintln!("micro-benchmark: deadline cost, {MICRO_REPEATS} interleaved repeats");
+        match micro::deadline_cost(MICRO_REPEATS) {
+            Ok(cost) => Some(cost),
+            Err(e) => {
+                eprintln!("note: the deadline micro-benchmark failed: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let go_version = bins.go.as_ref().and_then(|_| server::go::version());
     let command = std::iter::once("netpoll-bench".to_string())
         .chain(std::env::args().skip(1))
@@ -240,6 +257,7 @@ fn bench(mode: &str, args: RunArgs) -> io::Result<()> {
         samples: &samples,
         plan: &plan,
         env: &env,
+        deadline_micro: deadline_micro.as_ref(),
     };
     let md = report.markdown();
     println!("\n{md}");

@@ -280,6 +280,63 @@ fn cell(s: Option<(f64, f64, f64)>) -> String {
     }
 }
 
+/// `repeats` interleaved samples of `spec` on each runtime `want` accepts:
+/// `samples[runtime][repeat][metric]`, netpoll first.
+fn interleaved(
+    spec: Spec,
+    ops: usize,
+    repeats: usize,
+    want: impl Fn(&str) -> bool,
+) -> io::Result<[Vec<Vec<f64>>; 2]> {
+    let mut samples: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..repeats {
+        if want(Netpoll::NAME) {
+            samples[0].push(sample::<Netpoll>(spec, ops)?);
+        }
+        if want(Tokio::NAME) {
+            samples[1].push(sample::<Tokio>(spec, ops)?);
+        }
+    }
+    Ok(samples)
+}
+
+/// The deadline target, measured in process: what bounding a ready read in time adds,
+/// netpoll's `set_read_deadline_after(10 s)` against tokio's `timeout(10 s, ...)`.
+pub struct DeadlineCost {
+    /// Medians (min, max) of the added cost, ns per read: [netpoll, tokio].
+    pub added_ns: [(f64, f64, f64); 2],
+    /// Median allocations per bounded read on netpoll.
+    pub netpoll_allocs: f64,
+    pub repeats: usize,
+}
+
+impl DeadlineCost {
+    /// netpoll's added cost at most half of tokio's, with no allocation.
+    pub fn met(&self) -> bool {
+        self.added_ns[0].0 <= self.added_ns[1].0 / 2.0 && self.netpoll_allocs == 0.0
+    }
+}
+
+/// Runs the deadline case `repeats` times on each runtime, interleaved (for `full`).
+pub fn deadline_cost(repeats: usize) -> io::Result<DeadlineCost> {
+    let spec = specs()
+        .into_iter()
+        .find(|s| matches!(s.case, Case::Deadline))
+        .expect("the deadline case is in the table");
+    let samples = interleaved(spec, spec.ops, repeats, |_| true)?;
+    let metric = |r: usize, m: usize| summary(&samples[r].iter().map(|s| s[m]).collect::<Vec<_>>());
+    let lost = || io::Error::other("the deadline case returned no finite sample");
+    // Metrics in the order of `Spec::rows`: 2 = added cost, 6 = allocations per bounded read.
+    Ok(DeadlineCost {
+        added_ns: [
+            metric(0, 2).ok_or_else(lost)?,
+            metric(1, 2).ok_or_else(lost)?,
+        ],
+        netpoll_allocs: metric(0, 6).ok_or_else(lost)?.0,
+        repeats,
+    })
+}
+
 /// Runs the micro-benchmarks; `args` are the options after `micro` (see `--help`).
 pub fn run(args: &[String]) -> io::Result<()> {
     let o = parse(args)?;
@@ -304,16 +361,7 @@ pub fn run(args: &[String]) -> io::Result<()> {
             spec.rows()[0].0,
             o.repeats
         );
-        // samples[runtime][repeat][metric]
-        let mut samples: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
-        for _ in 0..o.repeats {
-            if want(Netpoll::NAME) {
-                samples[0].push(sample::<Netpoll>(*spec, ops)?);
-            }
-            if want(Tokio::NAME) {
-                samples[1].push(sample::<Tokio>(*spec, ops)?);
-            }
-        }
+        let samples = interleaved(*spec, ops, o.repeats, want)?;
         for (m, (label, unit)) in spec.rows().into_iter().enumerate() {
             let [np, tk] =
                 [0, 1].map(|r| summary(&samples[r].iter().map(|s| s[m]).collect::<Vec<_>>()));
