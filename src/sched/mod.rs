@@ -52,7 +52,9 @@
 //!
 //! A task runs until its future returns `Pending`. So that a socket its peer never lets run dry
 //! cannot keep a core, each poll of a task may start at most 128 socket operations; then the
-//! operation yields instead (`coop.rs`, where Go would preempt the goroutine after 10 ms).
+//! operation yields instead (`coop.rs`, where Go would preempt the goroutine after 10 ms). A
+//! task that yields goes to the back of the line: the ring's tail, or the global queue's when
+//! the ring is at least half full and the global queue holds tasks (`worker::push_local`).
 //!
 //! A poll's ready tasks are one batch (Go's `injectglist`): the polling machine keeps the first
 //! to run, sends as many as there are idle cores to the global queue and starts that many cores,
