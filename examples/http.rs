@@ -55,7 +55,6 @@ fn main() -> io::Result<()> {
 async fn serve(conn: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 4096];
     let mut filled = 0;
-    let mut out = Vec::with_capacity(4096);
     loop {
         if filled == buf.len() {
             if buf.len() >= MAX_BUFFER {
@@ -68,6 +67,11 @@ async fn serve(conn: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         filled += n;
+        // The responses to this read, in a buffer taken for the batch and freed after its
+        // write rather than kept by the connection: the allocator hands back the block the
+        // previous connection freed, still in cache, where a buffer of this connection's own
+        // would be cold by the time it is served again (and an idle connection holds none).
+        let mut out = Vec::with_capacity(4096);
         let mut start = 0;
         let mut close = false;
         while !close {
@@ -88,7 +92,6 @@ async fn serve(conn: TcpStream) -> io::Result<()> {
         filled -= start;
         if !out.is_empty() {
             conn.write_all(&out).await?;
-            out.clear();
         }
         if close {
             return Ok(());

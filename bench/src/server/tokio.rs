@@ -73,7 +73,6 @@ async fn echo(mut conn: TcpStream, deadline: Option<Duration>) -> io::Result<()>
 async fn http(mut conn: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 4096];
     let mut filled = 0;
-    let mut out = Vec::with_capacity(4096);
     loop {
         if filled == buf.len() {
             if buf.len() >= proto::HTTP_MAX_BUFFER {
@@ -86,12 +85,13 @@ async fn http(mut conn: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         filled += n;
+        // Taken for the batch, as in `examples/http.rs`.
+        let mut out = Vec::with_capacity(4096);
         let (used, close) = proto::answer_requests(&buf[..filled], &mut out);
         buf.copy_within(used..filled, 0);
         filled -= used;
         if !out.is_empty() {
             conn.write_all(&out).await?;
-            out.clear();
         }
         if close {
             return Ok(());
