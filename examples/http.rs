@@ -11,6 +11,7 @@
 //! prints the address it listens on and runs until killed. This is the server that
 //! `netpoll-bench` drives; the tokio, Go and epoll-loop servers there parse the same way.
 
+use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
@@ -67,11 +68,7 @@ async fn serve(conn: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         filled += n;
-        // The responses to this read, in a buffer taken for the batch and freed after its
-        // write rather than kept by the connection: the allocator hands back the block the
-        // previous connection freed, still in cache, where a buffer of this connection's own
-        // would be cold by the time it is served again (and an idle connection holds none).
-        let mut out = Vec::with_capacity(4096);
+        let mut out = take_response_buffer();
         let mut start = 0;
         let mut close = false;
         while !close {
@@ -93,9 +90,36 @@ async fn serve(conn: TcpStream) -> io::Result<()> {
         if !out.is_empty() {
             conn.write_all(&out).await?;
         }
+        give_back_response_buffer(out);
         if close {
             return Ok(());
         }
+    }
+}
+
+thread_local! {
+    /// The worker thread's spare response buffer, lent to one batch at a time, as Go servers
+    /// use a `sync.Pool`. A buffer kept by each connection would be cold by the time the
+    /// connection is served again, after all the others; the spare is the one the previous
+    /// batch on this thread just wrote, still in cache. An idle connection holds none.
+    static SPARE_RESPONSE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Takes the thread's spare response buffer, or a new one when another batch on this thread
+/// has it (its task is waiting for its write to finish).
+fn take_response_buffer() -> Vec<u8> {
+    let mut out = SPARE_RESPONSE_BUFFER.take();
+    if out.capacity() == 0 {
+        out.reserve(4096);
+    }
+    out
+}
+
+/// Makes `out` the thread's spare, unless an outsized batch grew it.
+fn give_back_response_buffer(mut out: Vec<u8>) {
+    if out.capacity() <= MAX_BUFFER {
+        out.clear();
+        SPARE_RESPONSE_BUFFER.set(out);
     }
 }
 

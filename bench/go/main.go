@@ -24,8 +24,8 @@ var badRequest = []byte("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnec
 const maxBuffer = 64 * 1024
 
 // outPool holds the HTTP response buffers: a connection takes one for each batch of responses
-// and gives it back after the write, as the Rust servers allocate one per batch (see
-// examples/http.rs), so the buffer written is the one the last connection used, still in cache.
+// and gives it back after the write, as the Rust servers borrow their worker thread's spare
+// (see examples/http.rs), so the buffer written is the one the last batch used, still in cache.
 var outPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, 4096)
 	return &b

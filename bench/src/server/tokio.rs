@@ -5,6 +5,7 @@
 //! the same `http1::Builder` settings (keep-alive, a 30 s header read timeout on the runtime's
 //! timer), glued with hyper-util's `TokioIo` and `TokioTimer` as a tokio user would.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::io;
 use std::time::Duration;
@@ -85,17 +86,41 @@ async fn http(mut conn: TcpStream) -> io::Result<()> {
             return Ok(());
         }
         filled += n;
-        // Taken for the batch, as in `examples/http.rs`.
-        let mut out = Vec::with_capacity(4096);
+        let mut out = take_response_buffer();
         let (used, close) = proto::answer_requests(&buf[..filled], &mut out);
         buf.copy_within(used..filled, 0);
         filled -= used;
         if !out.is_empty() {
             conn.write_all(&out).await?;
         }
+        give_back_response_buffer(out);
         if close {
             return Ok(());
         }
+    }
+}
+
+thread_local! {
+    /// The worker thread's spare response buffer, lent to one batch at a time, as in
+    /// `examples/http.rs`.
+    static SPARE_RESPONSE_BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Takes the thread's spare response buffer, or a new one when another batch on this thread
+/// has it.
+fn take_response_buffer() -> Vec<u8> {
+    let mut out = SPARE_RESPONSE_BUFFER.take();
+    if out.capacity() == 0 {
+        out.reserve(4096);
+    }
+    out
+}
+
+/// Makes `out` the thread's spare, unless an outsized batch grew it.
+fn give_back_response_buffer(mut out: Vec<u8>) {
+    if out.capacity() <= proto::HTTP_MAX_BUFFER {
+        out.clear();
+        SPARE_RESPONSE_BUFFER.set(out);
     }
 }
 
