@@ -142,8 +142,10 @@ func serveHTTP(c net.Conn) {
 				return
 			}
 		}
-		*pooled = out[:0]
-		outPool.Put(pooled)
+		if cap(out) <= maxBuffer { // an outsized batch's buffer is not kept, as in the Rust servers
+			*pooled = out[:0]
+			outPool.Put(pooled)
+		}
 		if closeAfter {
 			return
 		}
