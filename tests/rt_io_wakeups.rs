@@ -161,6 +161,9 @@ fn readiness_is_run_within_two_rounds_of_tasks_that_keep_yielding() {
         let (b, _) = ln.accept().await.unwrap();
         (a, b)
     });
+    // A second handle to the reader's socket, for the test thread to see when the kernel
+    // reports it readable (and to keep its descriptor open until then).
+    let probe = conn.clone();
     // The reader parks on its socket, then the yielders take the worker for good.
     let reader = rt.spawn(async move {
         let mut buf = [0u8; 1];
@@ -184,9 +187,16 @@ fn readiness_is_run_within_two_rounds_of_tasks_that_keep_yielding() {
     other.write_all(b"w").unwrap();
     std::thread::sleep(Duration::from_millis(50));
 
-    // On loopback the byte is in the socket, and the socket on epoll's ready list, when the
-    // write returns: from then on, only the scheduler decides how long the reader waits.
+    // On loopback the byte is usually in the socket, and the socket on epoll's ready list,
+    // when the write returns; on a loaded machine the kernel may finish delivering it later,
+    // in its softirq thread. The count starts once the socket reads as ready (or the reader
+    // already has the byte): from then on, only the scheduler decides how long the reader
+    // waits.
     watched.write_all(b"x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !socket_is_readable(&probe) && !reader.is_finished() && Instant::now() < deadline {
+        std::hint::spin_loop();
+    }
     let before = POLLS.load(Ordering::SeqCst);
     assert!(
         before > YIELDERS,
@@ -206,4 +216,17 @@ fn readiness_is_run_within_two_rounds_of_tasks_that_keep_yielding() {
         "the read completed after {waited} polls of the {YIELDERS} yielding tasks: readiness \
          waited more than two rounds of the queue"
     );
+}
+
+/// Whether the kernel reports `conn` readable now (`poll` with no wait; the data stays).
+fn socket_is_readable(conn: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: conn.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `fd` is one valid `pollfd` for the duration of the call, and its descriptor is
+    // open: `conn` owns it.
+    unsafe { libc::poll(&mut fd, 1, 0) == 1 && fd.revents & libc::POLLIN != 0 }
 }
