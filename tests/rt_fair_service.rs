@@ -3,12 +3,12 @@
 //! that stays ready is served about as often as the average one, and the busy core takes new
 //! readiness only when it has served what it took before (`sched/worker.rs`, `poll_due`).
 //!
-//! The scheduler keeps this at a price (docs/BENCHMARKS.md, "the price of fair order"):
-//! readiness found by the periodic poll goes to the global queue's tail, behind the tasks that
-//! have waited longer (`sched/worker.rs`, `next_task`). Put on the ring instead, as tokio does,
-//! fresh readiness overtakes the global queue: the benchmark's least-served connection at 500
-//! connections then got 64–73% of the average, and this test sees 43–52% against 98% for the
-//! fair order.
+//! The scheduler keeps this at a price (docs/BENCHMARKS.md, "What dominates where a target is
+//! missed"): readiness found by the periodic poll goes to the global queue's tail, behind the
+//! tasks that have waited longer (`sched/worker.rs`, `next_task`). Put on the ring instead, as
+//! tokio does, fresh readiness overtakes the global queue: the benchmark's least-served
+//! connection at 500 connections then got 64–73% of the average, and this test sees 43–52%
+//! against 98% for the fair order.
 
 mod util_proc;
 mod util_rt;

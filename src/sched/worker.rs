@@ -366,7 +366,7 @@ impl Worker<'_> {
     /// list, and its task, socket and descriptor leave the cache before its turn. At 5,000
     /// connections every ready connection waited in the global queue, whose links cost a
     /// cache miss each to walk, and the server's CPU per request was 10% higher (echo 64 B,
-    /// pinned; docs/BENCHMARKS.md, "Polling once a round"). Readiness still cannot starve: a
+    /// pinned; docs/benchmarks-log.md, "Polling once a round"). Readiness still cannot starve: a
     /// round ends after as many polls as there were tasks queued (a task that yields and runs
     /// again counts), and the monitor polls after 10 ms. `tests/rt_fair_service.rs` checks both
     /// the queues' depth and the fairness.
@@ -391,7 +391,7 @@ impl Worker<'_> {
     /// the overflow: at 5,000 connections the least-served got 66% of the average
     /// (`tests/rt_fair_service.rs` guards this). Put on the global queue always, tasks moved
     /// between workers for nothing: hyper with 2 workers had a p99 of 10.9–11.9 ms against
-    /// 10.5–11.7 ms this way (8 interleaved pairs, docs/BENCHMARKS.md).
+    /// 10.5–11.7 ms this way (8 interleaved pairs, docs/benchmarks-log.md).
     fn queue_found_while_busy(&self, core: &mut Core, batch: Batch) {
         if batch.is_empty() {
             return;
@@ -419,7 +419,7 @@ impl Worker<'_> {
     /// Evening out the rings here (`tests/rt_even_out.rs` has a bare case) lowered hyper's p99
     /// from 10.4–10.8 ms to 9.6–10.0 ms (lower in 7 of 8 interleaved pairs; tokio 8.9–9.1 ms)
     /// and that of echo at 500 connections from 8.7–9.7 ms to 7.8–9.1 ms (6 of 6 pairs), with
-    /// req/s unchanged within 1% (docs/BENCHMARKS.md). Go sends a goroutine that yields to the
+    /// req/s unchanged within 1% (docs/benchmarks-log.md). Go sends a goroutine that yields to the
     /// global queue, which shares it out; done here, that did not lower hyper's p99.
     ///
     /// It runs with the periodic check, at most every 61 polls and about once a millisecond on
