@@ -12,7 +12,11 @@
 //! needs two runs to estimate the time per poll) are within 0.88–0.96 and 1.02–1.16 of the
 //! average: the rings hold 13 and 11 tasks, or 14 and 10, a difference the scheduler leaves
 //! alone (`EVEN_OUT_MARGIN` is 4). 14 and 10 gave 0.80 and 1.19 in an unoptimised build on
-//! CI, so the bounds below leave room around that split; the failure they catch is 23 and 1.
+//! CI. The failure the bounds below catch is 23 and 1 (the lone task at 12 times the
+//! average). They leave room for what the scheduler does not decide: a busy process beside the
+//! test can halve one worker's share of its CPU, and rings of 13 and 11 then gave 0.59 and
+//! 1.49 (the rings are evened out by length; docs/benchmarks-log.md, "Evening out by waiting
+//! time").
 
 mod util_proc;
 mod util_rt;
@@ -75,7 +79,7 @@ fn two_busy_workers_share_tasks_that_keep_yielding() {
         let least = *per_task.iter().min().unwrap() as f64 / mean;
         let most = *per_task.iter().max().unwrap() as f64 / mean;
         assert!(
-            least >= 0.7 && most <= 1.5,
+            least >= 0.5 && most <= 2.0,
             "round {r}: the least-polled task got {least:.2} and the most-polled {most:.2} of \
              the average ({mean:.0} polls): a core kept most of the tasks ({per_task:?})"
         );
