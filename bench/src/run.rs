@@ -33,12 +33,14 @@ pub struct Sample {
     /// Idle memory: server RSS growth per connection, bytes.
     pub mem_per_conn: Option<f64>,
     pub syscalls_per_req: Option<f64>,
+    /// Of those, the `epoll_wait` family's (when the tracer tells them apart).
+    pub waits_per_req: Option<f64>,
     pub error: Option<String>,
 }
 
 /// The header of the raw dump (one line per run).
 pub const RAW_HEADER: &str =
-    "scenario\tserver\trepeat\tmem_per_conn_bytes\tsyscalls_per_req\terror\tloader_result";
+    "scenario\tserver\trepeat\tmem_per_conn_bytes\tsyscalls_per_req\tepoll_waits_per_req\terror\tloader_result";
 
 impl Sample {
     /// This run as a line of the raw dump: its scenario, server, repeat, the harness's own
@@ -46,12 +48,13 @@ impl Sample {
     pub fn raw_line(&self, scenario: &Scenario) -> String {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             scenario.id,
             self.variant,
             self.repeat,
             opt(self.mem_per_conn),
             opt(self.syscalls_per_req),
+            opt(self.waits_per_req),
             self.error
                 .as_deref()
                 .unwrap_or("")
@@ -120,6 +123,7 @@ pub fn run_all(
                 load: None,
                 mem_per_conn: None,
                 syscalls_per_req: None,
+                waits_per_req: None,
                 error: Some(e.to_string()),
             }
         });
@@ -165,6 +169,7 @@ fn run_one(
         load: None,
         mem_per_conn: None,
         syscalls_per_req: None,
+        waits_per_req: None,
         error: None,
     };
     let loader =
@@ -198,7 +203,9 @@ fn run_one(
         let result = load::run_process(&bins.me, &args);
         let syscalls = server.stop()?;
         let result = result?;
-        sample.syscalls_per_req = syscalls.map(|n| n as f64 / result.total.max(1) as f64);
+        let per_req = |n: u64| n as f64 / result.total.max(1) as f64;
+        sample.syscalls_per_req = syscalls.map(|c| per_req(c.total));
+        sample.waits_per_req = syscalls.and_then(|c| c.waits).map(per_req);
         sample.load = Some(result);
     } else if let Kind::IdleMemory { conns } = s.kind {
         sample.mem_per_conn = Some(idle_memory(&server, conns)?);

@@ -308,10 +308,30 @@ impl Binaries {
 /// A tool the server runs under, counting its system calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Tracer {
-    /// `perf stat -e raw_syscalls:sys_enter`: exact counts at little cost.
-    Perf,
-    /// `strace -c -f`: exact counts, but slows every system call down.
+    /// `perf stat -e raw_syscalls:sys_enter`: exact counts at little cost; also the tracepoints
+    /// of the calls that wait for readiness that this kernel has (`waits`; all or none).
+    Perf { waits: bool },
+    /// `strace -c -f`: exact counts per call, but slows every system call down.
     Strace,
+}
+
+/// The `perf` events for every system call, and for the calls that wait for readiness.
+const PERF_ALL: &str = "raw_syscalls:sys_enter";
+/// (The floor calls `epoll_wait(3)`, which this machine's glibc makes an `epoll_pwait2`.)
+const PERF_WAITS: [&str; 3] = [
+    "syscalls:sys_enter_epoll_wait",
+    "syscalls:sys_enter_epoll_pwait",
+    "syscalls:sys_enter_epoll_pwait2",
+];
+/// The calls that wait for readiness, by name in `strace -c`'s table.
+const WAIT_CALLS: [&str; 3] = ["epoll_wait", "epoll_pwait", "epoll_pwait2"];
+
+/// A traced server's system calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallCount {
+    pub total: u64,
+    /// Of which `epoll_wait`/`epoll_pwait`/`epoll_pwait2`, when the tool tells them apart.
+    pub waits: Option<u64>,
 }
 
 impl Tracer {
@@ -323,35 +343,51 @@ impl Tracer {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        if works(Command::new("perf").args([
-            "stat",
-            "-e",
-            "raw_syscalls:sys_enter",
-            "-x,",
-            "-o",
-            "/dev/null",
-            "true",
-        ])) {
-            Some(Tracer::Perf)
-        } else if works(Command::new("strace").args(["-c", "-o", "/dev/null", "true"])) {
-            Some(Tracer::Strace)
-        } else {
-            None
+        let perf = |t: Tracer| {
+            let mut cmd = Command::new("perf");
+            cmd.args([
+                "stat",
+                "-x,",
+                "-e",
+                &t.perf_events(),
+                "-o",
+                "/dev/null",
+                "true",
+            ]);
+            works(&mut cmd).then_some(t)
+        };
+        perf(Tracer::Perf { waits: true })
+            .or_else(|| perf(Tracer::Perf { waits: false }))
+            .or_else(|| {
+                works(Command::new("strace").args(["-c", "-o", "/dev/null", "true"]))
+                    .then_some(Tracer::Strace)
+            })
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Tracer::Perf { .. } => format!("perf stat -e {}", self.perf_events()),
+            Tracer::Strace => "strace -c -f".into(),
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    fn perf_events(&self) -> String {
         match self {
-            Tracer::Perf => "perf stat -e raw_syscalls:sys_enter",
-            Tracer::Strace => "strace -c -f",
+            Tracer::Perf { waits: true } => [PERF_ALL]
+                .iter()
+                .chain(&PERF_WAITS)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => PERF_ALL.into(),
         }
     }
 
     fn wrap(&self, inner: &Command, out: &Path) -> Command {
         let mut cmd = match self {
-            Tracer::Perf => {
+            Tracer::Perf { .. } => {
                 let mut c = Command::new("perf");
-                c.args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "-o"]);
+                c.args(["stat", "-x,", "-e", &self.perf_events(), "-o"]);
                 c
             }
             Tracer::Strace => {
@@ -365,19 +401,52 @@ impl Tracer {
         cmd
     }
 
-    /// The number of system calls in the tool's report.
-    fn parse(&self, report: &str) -> Option<u64> {
+    /// The system calls in the tool's report; `None` if it holds no total.
+    fn parse(&self, report: &str) -> Option<SyscallCount> {
         match self {
-            // "<count>,,raw_syscalls:sys_enter,..."
-            Tracer::Perf => report
-                .lines()
-                .find(|l| l.contains("raw_syscalls:sys_enter"))
-                .and_then(|l| l.split(',').next()?.trim().parse().ok()),
-            // "100.00    0.012345     1     12345     67 total": calls is the fourth column.
-            Tracer::Strace => report
-                .lines()
-                .find(|l| l.trim_end().ends_with("total"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok()),
+            // "<count>,,<event>,...", one line per event.
+            Tracer::Perf { waits } => {
+                let count = |event: &str| {
+                    report.lines().find_map(|l| {
+                        let mut fields = l.split(',');
+                        let n = fields.next()?;
+                        if fields.nth(1)? != event {
+                            return None;
+                        }
+                        n.trim().parse::<u64>().ok()
+                    })
+                };
+                Some(SyscallCount {
+                    total: count(PERF_ALL)?,
+                    waits: waits
+                        .then(|| PERF_WAITS.iter().map(|e| count(e)).sum::<Option<u64>>())
+                        .flatten(),
+                })
+            }
+            // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth
+            // column, the call's name (or "total") the last.
+            Tracer::Strace => {
+                let mut total = None;
+                let mut waits = 0;
+                for l in report.lines() {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    let (Some(name), Some(calls)) = (cols.last(), cols.get(3)) else {
+                        continue;
+                    };
+                    let Ok(calls) = calls.parse::<u64>() else {
+                        continue;
+                    };
+                    if *name == "total" {
+                        total = Some(calls);
+                    } else if WAIT_CALLS.contains(name) {
+                        waits += calls;
+                    }
+                }
+                Some(SyscallCount {
+                    total: total?,
+                    waits: Some(waits),
+                })
+            }
         }
     }
 }
@@ -477,7 +546,7 @@ impl Running {
 
     /// Stops the server (SIGTERM, then SIGKILL after 5 s) and returns the system calls it made
     /// if it was traced.
-    pub fn stop(mut self) -> io::Result<Option<u64>> {
+    pub fn stop(mut self) -> io::Result<Option<SyscallCount>> {
         let _ = sys::kill(self.pid, libc::SIGTERM);
         let give_up = Instant::now() + Duration::from_secs(5);
         while self.child.try_wait()?.is_none() {
@@ -507,5 +576,57 @@ impl Drop for Running {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SyscallCount, Tracer};
+
+    #[test]
+    fn perf_report_gives_the_total_and_the_epoll_waits() {
+        let report = "# started on Wed Nov 25 16:50:00 2026\n\n\
+            439120,,raw_syscalls:sys_enter,4001234567,100.00,,\n\
+            10012,,syscalls:sys_enter_epoll_wait,4001234567,100.00,,\n\
+            0,,syscalls:sys_enter_epoll_pwait,4001234567,100.00,,\n\
+            7,,syscalls:sys_enter_epoll_pwait2,4001234567,100.00,,\n";
+        assert_eq!(
+            Tracer::Perf { waits: true }.parse(report),
+            Some(SyscallCount {
+                total: 439120,
+                waits: Some(10019)
+            })
+        );
+        assert_eq!(
+            Tracer::Perf { waits: false }.parse(report),
+            Some(SyscallCount {
+                total: 439120,
+                waits: None
+            })
+        );
+        let uncounted = "<not counted>,,raw_syscalls:sys_enter,0,0.00,,\n";
+        assert_eq!(Tracer::Perf { waits: false }.parse(uncounted), None);
+    }
+
+    #[test]
+    fn strace_report_gives_the_total_and_the_epoll_waits() {
+        let report = "\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 48.91    0.120000           0    219932           sendto
+ 47.50    0.116000           0    219932         3 recvfrom
+  3.00    0.007000           0      7239           epoll_wait
+  0.59    0.001000           1       100           epoll_pwait
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.244000           0    447203         3 total
+";
+        assert_eq!(
+            Tracer::Strace.parse(report),
+            Some(SyscallCount {
+                total: 447203,
+                waits: Some(7339)
+            })
+        );
+        assert_eq!(Tracer::Strace.parse("strace: exec failed\n"), None);
     }
 }
