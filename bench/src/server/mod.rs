@@ -315,9 +315,10 @@ pub enum Tracer {
     Strace,
 }
 
-/// The `perf` events for every system call, and for the calls that wait for readiness.
+/// The `perf` event for every system call.
 const PERF_ALL: &str = "raw_syscalls:sys_enter";
-/// (The floor calls `epoll_wait(3)`, which this machine's glibc makes an `epoll_pwait2`.)
+/// The `perf` events for the calls that wait for readiness. (The floor calls `epoll_wait(3)`,
+/// which this machine's glibc makes an `epoll_pwait2`.)
 const PERF_WAITS: [&str; 3] = [
     "syscalls:sys_enter_epoll_wait",
     "syscalls:sys_enter_epoll_pwait",
